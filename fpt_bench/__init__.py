@@ -1,0 +1,42 @@
+"""fpt-bench: a plugin-based benchmark harness for frozen pretrained transformers.
+
+The public plugin API: the ``hookimpl`` marker, the plugin base classes and the spec types.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+__version__ = "0.1.0"
+PLUGIN_API = "1.0"  # major bumps break plugins; minor bumps only add
+
+hookimpl = pluggy.HookimplMarker("fpt_bench")
+
+from fpt_bench.backbone import Backbone, BackboneModule  # noqa: E402
+from fpt_bench.errors import CorruptFileError, DataMissingError, PluginError, UserError  # noqa: E402
+from fpt_bench.policy import FreezePolicy  # noqa: E402
+from fpt_bench.result_schema import CellResult  # noqa: E402
+from fpt_bench.roles import Role  # noqa: E402
+from fpt_bench.specs import (  # noqa: E402
+    BackboneSpec,
+    CellConfig,
+    Continuous,
+    HParamOverrides,
+    LayerSelection,
+    OutputSpec,
+    PaperHParams,
+    PolicySpec,
+    Readout,
+    SuiteCell,
+    SuiteSpec,
+    TaskSpec,
+    Tokens,
+)
+from fpt_bench.task import Batch, DataFile, NoOptions, SplitData, Task  # noqa: E402
+
+__all__ = [
+    "PLUGIN_API", "Backbone", "BackboneModule", "BackboneSpec", "Batch", "CellConfig", "CellResult",
+    "Continuous", "CorruptFileError", "DataFile", "DataMissingError", "FreezePolicy", "HParamOverrides",
+    "LayerSelection", "NoOptions", "OutputSpec", "PaperHParams", "PluginError", "PolicySpec", "Readout", "Role",
+    "SplitData", "SuiteCell", "SuiteSpec", "Task", "TaskSpec", "Tokens", "UserError", "__version__", "hookimpl",
+]

@@ -1,0 +1,72 @@
+"""The Backbone plugin interface: maps a sequence of embeddings to hidden states, nothing about tasks."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from fpt_bench.errors import UserError
+from fpt_bench.roles import Role
+from fpt_bench.specs import BackboneSpec
+from fpt_bench.task import NoOptions, brief_validation_error
+
+
+class BackboneModule(nn.Module):
+    """What ``Backbone.build`` returns.
+
+    Subclasses set ``hidden_size``, ``max_positions`` (None when unbounded) and ``n_layers``, and implement
+    ``forward`` and ``parameter_roles``. Roles are assigned from the module structure, never by matching
+    parameter names in the core.
+    """
+
+    hidden_size: int
+    max_positions: int | None = None
+    n_layers: int = 0
+    causal: bool = False
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``embeds`` (B, T, hidden) and ``mask`` (B, T; 1 = real token) -> hidden states (B, T, hidden)."""
+        raise NotImplementedError
+
+    def parameter_roles(self) -> dict[str, Role]:
+        """Every parameter name (as in ``named_parameters()``) -> its role."""
+        raise NotImplementedError
+
+    def parameter_layers(self) -> dict[str, int]:
+        """Parameter name -> layer index (0-based) for parameters that belong to a layer."""
+        return {}
+
+    def used_numel(self, seq_len: int) -> dict[str, int]:
+        """Parameters that a sequence of ``seq_len`` reaches only in part: name -> elements reached.
+
+        For example the rows of a position table beyond ``seq_len``, or a token embedding that the harness
+        never calls (0). Parameters not listed are reached whole.
+        """
+        return {}
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the weights came from (recorded in the result)."""
+        return {}
+
+
+class Backbone:
+    """Base class for backbones. Subclasses set ``spec`` and ``Options`` and implement ``build``."""
+
+    spec: ClassVar[BackboneSpec]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def options(self, args: dict[str, Any]) -> BaseModel:
+        from pydantic import ValidationError
+
+        try:
+            return self.Options(**args)
+        except ValidationError as exc:
+            raise UserError(
+                f"bad --backbone-args for backbone {self.spec.name!r}: {brief_validation_error(exc)}"
+            ) from None
+
+    def build(self, options: BaseModel, max_len: int) -> BackboneModule:
+        raise NotImplementedError

@@ -1,0 +1,202 @@
+"""The ``fpt-bench`` command: parse, call the core, print. User errors exit with code 2 and one message."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fpt_bench.errors import UserError
+
+LIST_KINDS = {"tasks": "task", "backbones": "backbone", "policies": "policy", "suites": "suite",
+              "executors": "executor"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fpt-bench", description="Benchmark frozen pretrained transformers.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run cells (task x backbone x policy x seed)")
+    what = run.add_argument_group("what to run")
+    what.add_argument("--task", action="append", dest="tasks", metavar="NAME", help="a task (repeatable)")
+    what.add_argument("--all", action="store_true", dest="all_tasks", help="every registered task")
+    what.add_argument("--suite", help="a named grid of cells (see `fpt-bench ls suites`)")
+    what.add_argument("--task-args", metavar="K=V,...", help="task options")
+    what.add_argument("--backbone", help="backbone (default gpt2, pretrained base)")
+    what.add_argument("--backbone-args", metavar="K=V,...", help="e.g. weights=random,n_layers=2")
+    what.add_argument("--policy", help="freeze policy (default fpt)")
+    what.add_argument("--policy-args", metavar="K=V,...", help="freeze policy options")
+    what.add_argument("--seeds", metavar="S,S,...", help="cell seeds (default 0)")
+    how = run.add_argument_group("how to run")
+    how.add_argument("--profile", help="smoke | quick | paper (default: paper on CUDA, quick otherwise)")
+    how.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    how.add_argument("--config", type=Path, metavar="FILE", help="a TOML file with the same keys as these flags")
+    how.add_argument("--output-dir", type=Path, help="where result files go (default results/)")
+    how.add_argument("--data-dir", type=Path, help="where task data lives (default $FPT_BENCH_DATA or cache)")
+    how.add_argument("--overwrite", choices=["missing", "never", "always"],
+                     help="rerun finished cells? missing (default): only failed or absent ones")
+    how.add_argument("--executor", help="how cells are scheduled (default local)")
+    how.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints of finished cells")
+    progress = how.add_mutually_exclusive_group()
+    progress.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
+    progress.add_argument("--no-progress", action="store_false", dest="progress", help="never show it")
+    hp = run.add_argument_group("training overrides (win over the profile)")
+    hp.add_argument("--steps", type=int)
+    hp.add_argument("--batch-size", type=int)
+    hp.add_argument("--lr", type=float)
+    hp.add_argument("--grad-accum", type=int)
+    hp.add_argument("--eval-every", type=int)
+    hp.add_argument("--checkpoint-every", type=int)
+    hp.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+
+    plugins = sub.add_parser("plugins", help="list plugins with their distribution, version and errors")
+    plugins.add_argument("--json", action="store_true")
+
+    ls = sub.add_parser("ls", help="list registered components")
+    ls.add_argument("kind", choices=[*LIST_KINDS, "profiles"])
+    ls.add_argument("--json", action="store_true")
+
+    schema = sub.add_parser("schema", help="print (or write) the JSON Schema of result files")
+    schema.add_argument("--output", type=Path)
+    return parser
+
+
+HPARAM_FLAGS = ("steps", "batch_size", "lr", "grad_accum", "eval_every", "checkpoint_every", "precision")
+
+
+def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
+    from fpt_bench.config import parse_kv
+
+    values: dict[str, Any] = {}
+    for key in ("tasks", "suite", "backbone", "policy", "profile", "device", "output_dir", "data_dir",
+                "overwrite", "executor", "progress"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.all_tasks:
+        values["all_tasks"] = True
+    for key, flag in (("task_args", "--task-args"), ("backbone_args", "--backbone-args"),
+                      ("policy_args", "--policy-args")):
+        if getattr(args, key) is not None:
+            values[key] = parse_kv(getattr(args, key), flag)
+    if args.seeds is not None:
+        try:
+            values["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise UserError(f"--seeds: expected integers separated by commas, got {args.seeds!r}") from None
+    values["hparams"] = {k: getattr(args, k) for k in HPARAM_FLAGS if getattr(args, k) is not None}
+    return values
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fpt_bench.config import build_run_config, expand_cells, load_config_file, resolve_device
+    from fpt_bench.data import resolve_data_dir
+    from fpt_bench.executors import run_sweep
+    from fpt_bench.plugins import get_host
+    from fpt_bench.profiles import default_profile
+    from fpt_bench.requirements import check_required_plugins
+    from fpt_bench.runner import RunContext
+
+    file_values = load_config_file(args.config) if args.config else {}
+    config = build_run_config(file_values, _cli_values(args), str(args.config or ""))
+    host = get_host()
+    host.warn_errors()
+    check_required_plugins(config.required_plugins, host)
+    device = resolve_device(config.device)
+    if config.profile is None:
+        print(f"profile: {default_profile(device)} (default on {device}; choose with --profile)")
+    cells = expand_cells(config, host, device)
+    executor = host.executors.get(config.executor)
+    ctx = RunContext(host=host, device=device, data_dir=resolve_data_dir(config.data_dir),
+                     output_dir=config.output_dir, progress=config.progress,
+                     keep_checkpoints=args.keep_checkpoints)
+    print(f"{len(cells)} cell(s) on {device}, results in {config.output_dir}/", flush=True)
+    summary = run_sweep(cells, ctx, config.overwrite, executor)
+    failed = [o for o in summary.outcomes if o.result is not None and o.result.status == "failed"]
+    print(f"done: {summary.count('ok')} ok, {summary.count('diverged')} diverged, {len(failed)} failed, "
+          f"{summary.skipped} skipped")
+    for o in failed:
+        first = (o.result.error or "").splitlines()[0] if o.result else ""
+        print(f"  failed: {o.cell.label()}: {first}", file=sys.stderr)
+    if any(o.result and o.result.error_kind == "internal" for o in failed):
+        return 1
+    return 2 if failed else 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from fpt_bench.plugins import get_host
+
+    host = get_host()
+    infos = [p.as_dict() for p in host.plugins.values()]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return 0
+    for p in infos:
+        where = f"{p['distribution']} {p['version']}" if p["distribution"] else "(not from a distribution)"
+        print(f"{p['name']:<20} {p['status']:<8} {where}")
+        for kind, names in p["registered"].items():
+            print(f"    {kind}: {', '.join(names)}")
+        if p["error"]:
+            print(f"    error: {p['error']}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from fpt_bench.plugins import get_host
+    from fpt_bench.profiles import PROFILES
+    from fpt_bench.registry import describe
+
+    if args.kind == "profiles":
+        rows = [{"name": n, "origin": "core", "description": d} for n, (d, _) in PROFILES.items()]
+    else:
+        registry = get_host().registries[LIST_KINDS[args.kind]]
+        rows = [{"name": e.name, "origin": e.origin, "description": describe(e.component)} for e in registry]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['description']}  [{r['origin']}]")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from fpt_bench.results import atomic_write
+    from fpt_bench.schema_export import result_schema_json
+
+    text = result_schema_json()
+    if args.output:
+        atomic_write(args.output, lambda handle: handle.write(text.encode()))
+    else:
+        print(text, end="")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "ls": cmd_ls, "schema": cmd_schema}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from fpt_bench import __version__
+
+        print(f"fpt-bench {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"fpt-bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("fpt-bench: interrupted (finished cells are kept; a rerun resumes the rest)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Run configuration: command-line flags and/or a TOML file, expanded into cells."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError, field_validator
+
+from fpt_bench.errors import UserError
+from fpt_bench.plugins import Host
+from fpt_bench.profiles import default_profile, resolve_hparams
+from fpt_bench.specs import CellConfig, HParamOverrides, Strict
+from fpt_bench.task import brief_validation_error
+
+
+class RunConfig(Strict):
+    """Everything ``fpt-bench run`` accepts; a TOML config file uses the same keys."""
+
+    tasks: list[str] = []
+    all_tasks: bool = False
+    suite: str | None = None
+    task_args: dict[str, Any] = {}
+    backbone: str = "gpt2"
+    backbone_args: dict[str, Any] = {}
+    policy: str = "fpt"
+    policy_args: dict[str, Any] = {}
+    seeds: list[int] = [0]
+    profile: str | None = None
+    device: str = "auto"
+    output_dir: Path = Path("results")
+    data_dir: Path | None = None
+    overwrite: Literal["missing", "never", "always"] = "missing"
+    executor: str = "local"
+    hparams: HParamOverrides = HParamOverrides()
+    required_plugins: list[str] = []
+    progress: bool | None = None
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("give at least one seed")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds repeat")
+        return v
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def build_run_config(file_values: dict[str, Any], cli_values: dict[str, Any], source: str = "") -> RunConfig:
+    """Merge a config file's values with command-line values (the command line wins)."""
+    merged = dict(file_values)
+    hp = dict(merged.pop("hparams", {}) or {})
+    cli = dict(cli_values)
+    hp.update(cli.pop("hparams", {}) or {})
+    merged.update(cli)
+    merged["hparams"] = hp
+    try:
+        return RunConfig(**merged)
+    except ValidationError as exc:
+        where = f" in {source}" if source else ""
+        raise UserError(f"bad run configuration{where}: {brief_validation_error(exc)}") from None
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available here; use --device cpu (or auto)")
+        if ":" in device:
+            index = device.split(":", 1)[1]
+            if not index.isdigit() or int(index) >= torch.cuda.device_count():
+                raise UserError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    if device != "cpu":
+        raise UserError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def expand_cells(config: RunConfig, host: Host, device: str) -> list[CellConfig]:
+    """The cells of a run, validated against the registries before anything runs."""
+    profile = config.profile or default_profile(device)
+    grid: list[dict[str, Any]] = []
+    if config.suite:
+        suite = host.suites.get(config.suite)
+        grid = [c.model_dump() for c in suite.cells]
+    else:
+        tasks = host.tasks.names() if config.all_tasks else config.tasks
+        if not tasks:
+            raise UserError("nothing to run: give --task NAME (repeatable), --all or --suite NAME")
+        grid = [
+            {"task": t, "task_args": config.task_args, "backbone": config.backbone,
+             "backbone_args": config.backbone_args, "policy": config.policy, "policy_args": config.policy_args}
+            for t in tasks
+        ]
+    cells = []
+    for entry in grid:
+        task = host.tasks.get(entry["task"])
+        task.options(entry["task_args"])
+        host.backbones.get(entry["backbone"]).options(entry["backbone_args"])
+        host.policies.get(entry["policy"]).options(entry["policy_args"])
+        hparams = resolve_hparams(task.spec, profile, config.hparams)
+        for seed in config.seeds:
+            cells.append(CellConfig(
+                task=entry["task"], task_args=entry["task_args"], backbone=entry["backbone"],
+                backbone_args=entry["backbone_args"], policy=entry["policy"], policy_args=entry["policy_args"],
+                seed=seed, profile=profile, hparams=hparams,
+            ))
+    return cells
+
+
+def parse_kv(text: str, flag: str) -> dict[str, Any]:
+    """``a=1,b=x`` -> {"a": 1, "b": "x"} (ints, floats and true/false are converted)."""
+    out: dict[str, Any] = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        if "=" not in part:
+            raise UserError(f"{flag}: expected key=value pairs separated by commas, got {part!r}")
+        key, value = part.split("=", 1)
+        out[key.strip()] = _convert(value.strip())
+    return out
+
+
+def _convert(value: str) -> Any:
+    lowered = value.lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+

@@ -1,0 +1,69 @@
+"""The hook contracts. Every hook is called with keyword arguments only, so an implementation may accept
+a subset of the arguments. ``docs/hooks.md`` documents each hook with its exact signature (a test checks it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("fpt_bench")
+
+
+@hookspec
+def fpt_bench_register_tasks(registry: Any) -> None:
+    """Add tasks to ``registry`` with ``registry.add(task)``.
+
+    A task is an instance of :class:`fpt_bench.Task` (or any object with its ``spec``, ``load``,
+    ``sample``, ``augment``, ``prepare`` and ``data_files`` members). Names must be unique across plugins.
+    """
+
+
+@hookspec
+def fpt_bench_register_backbones(registry: Any) -> None:
+    """Add backbones to ``registry`` with ``registry.add(backbone)``.
+
+    A backbone is an instance of :class:`fpt_bench.Backbone`: it has a ``spec`` and ``build(options, max_len)``
+    returning a :class:`fpt_bench.BackboneModule` whose every parameter has a role.
+    """
+
+
+@hookspec
+def fpt_bench_register_policies(registry: Any) -> None:
+    """Add freeze policies to ``registry`` with ``registry.add(policy)``.
+
+    A policy is an instance of :class:`fpt_bench.FreezePolicy`; the default ``apply`` trains the parameters
+    whose role is in ``spec.trainable_roles`` (restricted to the layers in ``spec.layer_selection``).
+    """
+
+
+@hookspec
+def fpt_bench_register_suites(registry: Any) -> None:
+    """Add suites (named grids of cells with the paper's reference numbers) to ``registry``.
+
+    A suite is a :class:`fpt_bench.SuiteSpec`; register it with ``registry.add(spec, name=spec.name)``.
+    """
+
+
+@hookspec
+def fpt_bench_register_executors(registry: Any) -> None:
+    """Add executors (how cells are scheduled: in-process, worker processes, a cluster) to ``registry``.
+
+    An executor is an object with a ``spec`` (name, description) and ``run(cells, runner, options)``.
+    """
+
+
+@hookspec
+def fpt_bench_cell_started(cell: Any, result_path: Any) -> None:
+    """Called when a cell starts to run (``cell`` is its :class:`fpt_bench.CellConfig`)."""
+
+
+@hookspec
+def fpt_bench_cell_evaluated(cell: Any, step: int, metrics: dict[str, float]) -> None:
+    """Called after each periodic evaluation of a cell with the step and the metrics measured."""
+
+
+@hookspec
+def fpt_bench_cell_finished(cell: Any, result: Any) -> None:
+    """Called when a cell has finished (``result`` is its :class:`fpt_bench.CellResult`, any status)."""

@@ -1,0 +1,106 @@
+"""FPTModel = input layer -> backbone -> readout -> output layer, with a role for every parameter."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import nn
+
+from fpt_bench.backbone import BackboneModule
+from fpt_bench.roles import Role
+from fpt_bench.specs import Continuous, Readout, TaskSpec, Tokens
+
+INPUT_INIT_GAIN = 1.41  # orthogonal init of the linear input layer, as in the paper
+
+
+class InputLayer(nn.Module):
+    """A linear layer (orthogonal init, zero bias) for continuous tokens, an embedding for token ids."""
+
+    def __init__(self, spec: Continuous | Tokens, hidden_size: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.tokens = isinstance(spec, Tokens)
+        if isinstance(spec, Tokens):
+            self.embed: nn.Module = nn.Embedding(spec.vocab_size, hidden_size)
+        else:
+            linear = nn.Linear(spec.dim, hidden_size)
+            nn.init.orthogonal_(linear.weight, gain=INPUT_INIT_GAIN)
+            nn.init.zeros_(linear.bias)
+            self.embed = linear
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.embed(x))
+
+
+class FPTModel(nn.Module):
+    def __init__(self, task: TaskSpec, backbone: BackboneModule, input_dropout: float = 0.1) -> None:
+        super().__init__()
+        self.task = task
+        self.input = InputLayer(task.input, backbone.hidden_size, input_dropout)
+        self.backbone = backbone
+        out = task.output
+        self.output = nn.Linear(backbone.hidden_size, out.per_position * out.n_classes)
+
+    # ------------------------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of shape (B, n_predictions, n_classes)."""
+        embeds = self.input(x)
+        mask = None
+        if lengths is not None:
+            positions = torch.arange(embeds.shape[1], device=embeds.device)
+            mask = (positions[None, :] < lengths[:, None]).long()
+        hidden = self.backbone(embeds, mask)
+        picked = self.readout(hidden, lengths)
+        out = self.task.output
+        return self.output(picked).reshape(picked.shape[0], out.n_predictions, out.n_classes)
+
+    def readout(self, hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Hidden states at the read positions: (B, k, hidden)."""
+        out = self.task.output
+        if out.readout == Readout.LAST_K:
+            return hidden[:, -out.k:]
+        if out.readout == Readout.LAST_NONPAD and lengths is not None:
+            index = (lengths - 1).clamp(min=0)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), index][:, None]
+        return hidden[:, -1:]
+
+    # -------------------------------------------------------------------------------------- roles
+    def parameter_roles(self) -> dict[str, Role]:
+        roles: dict[str, Role] = {}
+        for name, _ in self.input.named_parameters():
+            roles[f"input.{name}"] = Role.INPUT
+        for name, _ in self.output.named_parameters():
+            roles[f"output.{name}"] = Role.OUTPUT
+        backbone_roles = self.backbone.parameter_roles()
+        for name, _ in self.backbone.named_parameters():
+            if name not in backbone_roles:
+                raise RuntimeError(f"backbone parameter {name!r} has no role (a bug in the backbone plugin)")
+            roles[f"backbone.{name}"] = backbone_roles[name]
+        return roles
+
+    def parameter_layers(self) -> dict[str, int]:
+        return {f"backbone.{k}": v for k, v in self.backbone.parameter_layers().items()}
+
+    def parameter_counts(self, seq_len: int) -> dict[str, Any]:
+        """Total and trainable counts, and trainable elements a sequence of ``seq_len`` can reach."""
+        roles = self.parameter_roles()
+        partial = {f"backbone.{k}": v for k, v in self.backbone.used_numel(seq_len).items()}
+        total = trainable = reachable = 0
+        by_role: dict[str, dict[str, int]] = defaultdict(lambda: {"total": 0, "trainable": 0})
+        for name, param in self.named_parameters():
+            n = param.numel()
+            total += n
+            by_role[roles[name].value]["total"] += n
+            if param.requires_grad:
+                trainable += n
+                reachable += partial.get(name, n)
+                by_role[roles[name].value]["trainable"] += n
+        return {
+            "total": total,
+            "trainable": trainable,
+            "trainable_reachable": reachable,
+            "trainable_fraction": trainable / total if total else 0.0,
+            "by_role": dict(sorted(by_role.items())),
+        }

@@ -1,0 +1,101 @@
+"""The result file of one cell: every key documented. Nothing reads or writes results except through it.
+
+``schemas/cell-result.schema.json`` is this model's JSON Schema (``fpt-bench schema`` regenerates it; a test
+checks that the committed file is current).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CellInfo(_Doc):
+    task: str = Field(description="task name")
+    task_version: str = Field(description="task version: numbers of different versions are never mixed")
+    task_args: dict[str, Any] = Field(default={}, description="task options as given")
+    protocol: str = Field(default="default", description="evaluation protocol: 'default' or 'paper-compat'")
+    backbone: str = Field(description="backbone name")
+    backbone_args: dict[str, Any] = Field(default={}, description="backbone options as given")
+    policy: str = Field(description="freeze policy name")
+    policy_args: dict[str, Any] = Field(default={}, description="freeze policy options as given")
+    seed: int = Field(description="cell seed; every other seed derives from it")
+    profile: str = Field(description="profile: smoke, quick or paper")
+    hparams: dict[str, Any] = Field(description="resolved training hyperparameters")
+
+
+class CurvePoint(_Doc):
+    step: int = Field(description="optimizer steps done")
+    train_loss: float | None = Field(description="mean training loss since the previous point")
+    val_accuracy: float | None = Field(description="accuracy on the whole validation set")
+
+
+class Metrics(_Doc):
+    test_accuracy: float | None = Field(
+        description="accuracy on the test split(s) with the parameters selected by validation accuracy")
+    test_accuracy_final: float | None = Field(description="accuracy on the test split(s) after the last step")
+    test_splits: dict[str, float] = Field(
+        default={}, description="per test split accuracy (selected parameters) when a task has several")
+    val_accuracy: float | None = Field(description="best validation accuracy seen")
+    val_accuracy_final: float | None = Field(description="validation accuracy after the last step")
+    best_step: int | None = Field(description="step of the best validation accuracy")
+    train_loss: float | None = Field(description="mean training loss over the last evaluation interval")
+    curve: list[CurvePoint] = Field(default=[], description="learning curve, one point per evaluation")
+
+
+class Parameters(_Doc):
+    total: int = Field(description="all parameters of the assembled model")
+    trainable: int = Field(description="parameters with requires_grad")
+    trainable_reachable: int = Field(
+        description="trainable parameters a gradient can reach in this cell (e.g. only the used position rows)")
+    trainable_fraction: float = Field(description="trainable / total")
+    by_role: dict[str, dict[str, int]] = Field(description="role -> {total, trainable}")
+
+
+class Timing(_Doc):
+    wall_seconds: float = Field(description="wall time of the whole cell")
+    train_seconds: float = Field(description="time spent in training steps")
+    eval_seconds: float = Field(description="time spent evaluating")
+    steps: int = Field(description="optimizer steps run (in this and earlier, resumed, attempts)")
+    steps_per_second: float = Field(description="optimizer steps per training second")
+    samples_per_second: float = Field(description="training examples per training second")
+    tokens_per_second: float = Field(description="training tokens per training second")
+    eval_samples_per_second: float | None = Field(default=None, description="evaluation examples per second")
+    resumed_from_step: int | None = Field(default=None, description="checkpoint step this attempt resumed from")
+
+
+class Provenance(_Doc):
+    harness_version: str
+    plugins: dict[str, str] = Field(description="plugin name -> version of every loaded plugin")
+    python: str
+    torch: str
+    transformers: str | None
+    platform: str
+    git_hash: str | None = Field(description="commit of the harness checkout, when it is one")
+    device: str = Field(description="device the cell ran on")
+    precision: str = Field(description="fp32 or bf16 (autocast)")
+    config_hash: str = Field(description="hash of the resolved cell config (names the result file)")
+    seeds: dict[str, int] = Field(description="seeds derived from the cell seed: python, numpy, torch, data")
+    data: dict[str, Any] = Field(default={}, description="data source, checksums or generator seeds per split")
+    backbone: dict[str, Any] = Field(default={}, description="where the backbone weights came from")
+    created_at: str = Field(description="UTC time the result was written (ISO 8601)")
+
+
+class CellResult(_Doc):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    cell: CellInfo
+    status: Literal["ok", "diverged", "failed"]
+    error: str | None = Field(default=None, description="why a cell failed or diverged")
+    error_kind: Literal["user", "internal"] | None = Field(
+        default=None, description="for failed cells: 'user' (data missing, bad option: fixable) or 'internal' (a bug)")
+    metrics: Metrics
+    parameters: Parameters | None = Field(description="absent when the cell failed before the model was built")
+    timing: Timing
+    provenance: Provenance

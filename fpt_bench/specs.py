@@ -1,0 +1,197 @@
+"""Typed metadata for plugins and runs (pydantic, ``extra="forbid"``: a typo is an error, not a default)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fpt_bench.roles import Role
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------- tasks
+class Continuous(Strict):
+    """Each token is a real vector of ``dim`` values; the harness builds a linear input layer."""
+
+    kind: Literal["continuous"] = "continuous"
+    dim: int = Field(gt=0)
+
+
+class Tokens(Strict):
+    """Each token is an integer id below ``vocab_size``; the harness builds an embedding input layer."""
+
+    kind: Literal["tokens"] = "tokens"
+    vocab_size: int = Field(gt=0)
+    pad_id: int = 0
+
+
+InputSpec = Annotated[Continuous | Tokens, Field(discriminator="kind")]
+
+
+class Readout(StrEnum):
+    LAST = "last"  # the last position of the (padded) sequence, as the reference code does
+    LAST_K = "last_k"  # the last k positions (bit tasks)
+    LAST_NONPAD = "last_nonpad"  # the last position that is not padding
+
+
+class OutputSpec(Strict):
+    """What the output layer predicts: ``n_predictions`` labels of ``n_classes`` each.
+
+    With ``readout="last_k"`` the output layer is applied to each of the last ``k`` positions, and each
+    position predicts ``n_predictions // k`` labels (bit memory: 20 positions x 50 bits).
+    """
+
+    n_classes: int = Field(gt=1)
+    n_predictions: int = Field(default=1, gt=0)
+    readout: Readout = Readout.LAST
+    k: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _check_k(self) -> OutputSpec:
+        if self.readout != Readout.LAST_K and self.k != 1:
+            raise ValueError("k only applies to readout 'last_k'")
+        if self.n_predictions % self.k:
+            raise ValueError(f"n_predictions ({self.n_predictions}) must be divisible by k ({self.k})")
+        return self
+
+    @property
+    def per_position(self) -> int:
+        return self.n_predictions // self.k
+
+
+class HParamOverrides(Strict):
+    """A partial set of training hyperparameters (what a profile or a user may set)."""
+
+    steps: int | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)
+    lr: float | None = Field(default=None, gt=0)
+    grad_accum: int | None = Field(default=None, gt=0)
+    grad_clip: float | None = Field(default=None, ge=0)
+    weight_decay: float | None = Field(default=None, ge=0)
+    eval_every: int | None = Field(default=None, gt=0)
+    eval_batch_size: int | None = Field(default=None, gt=0)
+    checkpoint_every: int | None = Field(default=None, ge=0)
+    train_examples: int | None = Field(default=None, gt=0)
+    val_examples: int | None = Field(default=None, gt=0)
+    test_examples: int | None = Field(default=None, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] | None = None
+    compile: bool | None = None
+
+
+class PaperHParams(Strict):
+    """The paper's (reference code's) hyperparameters for a task: the ``paper`` profile's values."""
+
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=16, gt=0)
+    steps: int = Field(default=10_000, gt=0)
+
+
+class TaskSpec(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    version: str = "1"
+    description: str
+    citation: str = ""
+    input: InputSpec
+    max_len: int = Field(gt=0)
+    output: OutputSpec
+    metric: Literal["accuracy"] = "accuracy"
+    generated: bool = False  # training data drawn on the fly from the seed (no files)
+    val_split: str = "val"
+    test_splits: list[str] = ["test"]
+    paper: PaperHParams = PaperHParams()
+    profiles: dict[str, HParamOverrides] = {}  # per-profile overrides for this task
+
+
+# ----------------------------------------------------------------------------------- other plugins
+class BackboneSpec(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    citation: str = ""
+
+
+class LayerSelection(Strict):
+    """Restricts a role to some layers: ``last`` = the last ``count`` layers, or explicit indices."""
+
+    last: int | None = Field(default=None, gt=0)
+    indices: list[int] | None = None
+
+
+class PolicySpec(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    trainable_roles: frozenset[Role]
+    layer_selection: dict[Role, LayerSelection] = {}
+    citation: str = ""
+
+
+class SuiteCell(Strict):
+    task: str
+    backbone: str = "gpt2"
+    backbone_args: dict[str, Any] = {}
+    policy: str = "fpt"
+    policy_args: dict[str, Any] = {}
+    task_args: dict[str, Any] = {}
+    label: str = ""  # the row name in the paper's table
+
+
+class SuiteSpec(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    cells: list[SuiteCell]
+    reference: dict[str, dict[str, float]] = {}  # row label -> task -> paper number
+    source: str = ""
+
+
+# ----------------------------------------------------------------------------------------- runs
+class TrainHParams(Strict):
+    """Fully resolved training hyperparameters of one cell."""
+
+    steps: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    grad_accum: int = Field(default=1, gt=0)
+    grad_clip: float = Field(default=1.0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    eval_every: int = Field(gt=0)
+    eval_batch_size: int = Field(default=256, gt=0)
+    checkpoint_every: int = Field(default=0, ge=0)  # 0 = no checkpoints
+    train_examples: int | None = Field(default=None, gt=0)
+    val_examples: int | None = Field(default=None, gt=0)
+    test_examples: int | None = Field(default=None, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
+
+
+class CellConfig(Strict):
+    """One experiment: (task, backbone, freeze policy, seed, profile) with everything resolved.
+
+    Its hash names its result file; the device is not part of it (a cell is the same cell on any device).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    task_args: dict[str, Any] = {}
+    backbone: str
+    backbone_args: dict[str, Any] = {}
+    policy: str
+    policy_args: dict[str, Any] = {}
+    seed: int
+    profile: str
+    hparams: TrainHParams
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def label(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.backbone_args.items()))
+        bb = f"{self.backbone}[{args}]" if args else self.backbone
+        return f"{self.task} / {bb} / {self.policy} / seed {self.seed} / {self.profile}"

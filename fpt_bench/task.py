@@ -1,0 +1,121 @@
+"""The Task plugin interface: a task owns its data and its I/O contract, nothing about models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fpt_bench.errors import UserError
+from fpt_bench.specs import TaskSpec
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # (B, T, D) float for continuous inputs, (B, T) long for tokens
+    y: torch.Tensor  # (B,) or (B, n_predictions) long
+    lengths: torch.Tensor | None = None  # (B,) valid lengths when sequences vary
+
+    def to(self, device: torch.device | str) -> Batch:
+        lengths = None if self.lengths is None else self.lengths.to(device, non_blocking=True)
+        return Batch(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True), lengths)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass
+class SplitData:
+    """A whole split as tensors (padded to the split's longest sequence when lengths vary)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    lengths: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # provenance: source, checksums, generator seed
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def head(self, n: int | None) -> SplitData:
+        """The first ``n`` examples (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        lengths = None if self.lengths is None else self.lengths[:n]
+        return SplitData(self.x[:n], self.y[:n], lengths, dict(self.info, subset=n))
+
+    def to(self, device: torch.device | str) -> SplitData:
+        lengths = None if self.lengths is None else self.lengths.to(device)
+        return SplitData(self.x.to(device), self.y.to(device), lengths, self.info)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """Examples ``index``, padded to the longest of them (not the split's maximum)."""
+        x, y = self.x[index], self.y[index]
+        if self.lengths is None:
+            return Batch(x, y)
+        lengths = self.lengths[index]
+        longest = int(lengths.max())
+        return Batch(x[:, :longest], y, lengths)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file a task needs, where it goes (relative to the data directory) and how to check it."""
+
+    path: str
+    url: str = ""
+    md5: str = ""
+    size: int | None = None
+
+
+class Task:
+    """Base class for tasks. Subclasses set ``spec`` and implement ``load`` (and ``sample`` when generated)."""
+
+    spec: ClassVar[TaskSpec]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def options(self, args: dict[str, Any]) -> BaseModel:
+        try:
+            return self.Options(**args)
+        except ValidationError as exc:
+            raise UserError(f"bad --task-args for task {self.spec.name!r}: {_brief(exc)}") from None
+
+    def resolve_spec(self, options: BaseModel) -> TaskSpec:
+        """The spec under these options (an option may change the input kind or the maximum length)."""
+        return self.spec
+
+    def load(self, split: str, options: BaseModel, data_dir: Path) -> SplitData:
+        """Return a whole split as tensors. Generated tasks return a fixed, seeded evaluation set."""
+        raise NotImplementedError
+
+    def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:
+        """Draw one training batch on ``generator``'s device (generated tasks only)."""
+        raise NotImplementedError(f"task {self.spec.name!r} is not generated")
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator, options: BaseModel) -> torch.Tensor:
+        """Augment a training batch on its device (default: none)."""
+        return x
+
+    def data_files(self, options: BaseModel) -> list[DataFile]:
+        """The files ``load`` reads (for ``fpt-bench data status``); none for generated tasks."""
+        return []
+
+    def prepare(self, data_dir: Path, download: bool, options: BaseModel) -> None:
+        """Make sure the data is present and verified; raise DataMissingError saying what to do if not."""
+
+
+def _brief(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(value)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+brief_validation_error = _brief

@@ -1,0 +1,292 @@
+"""The training loop: seeded steps, Adam, clipping, accumulation, autocast, whole-split evaluation, model
+selection on validation, divergence detection, checkpoints and exact resume.
+
+Every step is a function of (cell seed, step, parameters, optimizer state): the batch and the dropout masks
+of step ``s`` come from seeds derived from ``s``, so a run resumed from a checkpoint continues exactly as an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch.nn import functional as F
+
+from fpt_bench.model import FPTModel
+from fpt_bench.progress import Progress
+from fpt_bench.results import atomic_write
+from fpt_bench.seeding import derive_seed, generator
+from fpt_bench.specs import CellConfig
+from fpt_bench.task import Batch, SplitData, Task
+
+CHECKPOINT_VERSION = 1
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class TrainingData:
+    """Training batches as a pure function of the step: generated on the device, or drawn from a split held
+    on the device, shuffled per epoch with a seeded permutation."""
+
+    def __init__(self, task: Task, options: BaseModel, split: SplitData | None, seed: int,
+                 batch_size: int, device: torch.device) -> None:
+        self.task, self.options, self.split, self.seed = task, options, split, seed
+        self.batch_size, self.device = batch_size, device
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            n = len(self.split)  # type: ignore[arg-type]
+            perm = torch.randperm(n, generator=generator(derive_seed(self.seed, "order", epoch)))
+            self._perm = (epoch, perm.to(self.device))
+        return self._perm[1]
+
+    def batch(self, step: int) -> Batch:
+        if self.split is None:
+            g = generator(derive_seed(self.seed, "data", step), self.device)
+            return self.task.sample(self.batch_size, g, self.options)
+        n = len(self.split)
+        start = step * self.batch_size
+        pieces = []
+        while len(pieces) == 0 or sum(len(p) for p in pieces) < self.batch_size:
+            offset = start + sum(len(p) for p in pieces)
+            epoch, within = divmod(offset, n)
+            take = min(n - within, self.batch_size - sum(len(p) for p in pieces))
+            pieces.append(self._permutation(epoch)[within:within + take])
+        batch = self.split.batch(torch.cat(pieces))
+        g = generator(derive_seed(self.seed, "augment", step), self.device)
+        batch.x = self.task.augment(batch.x, g, self.options)
+        return batch
+
+
+@dataclass
+class TrainOutcome:
+    status: str = "ok"
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    train_samples: int = 0
+    train_tokens: int = 0
+    eval_samples: int = 0
+    resumed_from_step: int | None = None
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float().flatten(0, 1), y.reshape(-1))
+
+
+@torch.inference_mode()
+def evaluate(model: FPTModel, data: SplitData, batch_size: int, device: torch.device, precision: str) -> float:
+    """Accuracy over the whole split (every prediction of every example)."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    total = 0
+    for start in range(0, len(data), batch_size):
+        batch = data.batch(torch.arange(start, min(start + batch_size, len(data)), device=data.x.device))
+        batch = batch.to(device)
+        with autocast(device, precision):
+            logits = model(batch.x, batch.lengths)
+        y = batch.y.reshape(logits.shape[0], -1)
+        correct += (logits.argmax(-1) == y).sum()
+        total += y.numel()
+    model.train(was_training)
+    return correct.item() / max(total, 1)
+
+
+class Trainer:
+    def __init__(self, *, cell: CellConfig, model: FPTModel, train: TrainingData, val: SplitData,
+                 tests: dict[str, SplitData], device: torch.device, precision: str,
+                 checkpoint: Path | None, progress: Progress,
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> None:
+        self.cell, self.model, self.train, self.val, self.tests = cell, model, train, val, tests
+        self.device, self.precision, self.checkpoint = device, precision, checkpoint
+        self.progress, self.on_eval = progress, on_eval
+        self.hp = cell.hparams
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        kwargs: dict[str, Any] = {"lr": self.hp.lr, "weight_decay": self.hp.weight_decay}
+        if device.type == "cuda":
+            kwargs["fused"] = True
+        else:
+            kwargs["foreach"] = True
+        self.optimizer = torch.optim.Adam(self.params, **kwargs)
+        self.out = TrainOutcome()
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        self._loss_sum = 0.0
+        self._loss_n = 0
+
+    # --------------------------------------------------------------------------- checkpoints
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().to("cpu", copy=True) for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def _save(self, step: int) -> None:
+        if self.checkpoint is None:
+            return
+        state = {
+            "version": CHECKPOINT_VERSION, "config_hash": self.cell.config_hash(), "step": step,
+            "params": self._trainable_state(), "optimizer": self.optimizer.state_dict(),
+            "best": None if self.best is None else {"val": self.best[0], "step": self.best[1], "params": self.best[2]},
+            "curve": self.out.curve, "loss_sum": self._loss_sum, "loss_n": self._loss_n,
+            "train_seconds": self.out.train_seconds, "eval_seconds": self.out.eval_seconds,
+            "train_samples": self.out.train_samples, "train_tokens": self.out.train_tokens,
+            "eval_samples": self.out.eval_samples,
+        }
+        atomic_write(self.checkpoint, lambda handle: torch.save(state, handle))
+
+    def _resume(self) -> int:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint is ignored, the cell starts over
+            return 0
+        if state.get("version") != CHECKPOINT_VERSION or state.get("config_hash") != self.cell.config_hash():
+            return 0
+        self._load_params(state["params"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["best"] is not None:
+            self.best = (state["best"]["val"], state["best"]["step"], state["best"]["params"])
+        self.out.curve = list(state["curve"])
+        self._loss_sum, self._loss_n = state["loss_sum"], state["loss_n"]
+        for key in ("train_seconds", "eval_seconds", "train_samples", "train_tokens", "eval_samples"):
+            setattr(self.out, key, state[key])
+        self.out.resumed_from_step = state["step"]
+        return int(state["step"])
+
+    def _load_params(self, params: dict[str, torch.Tensor]) -> None:
+        named = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in params.items():
+                named[name].copy_(value)
+
+    # ----------------------------------------------------------------------------------- loop
+    def _step(self, step: int) -> float:
+        batch = self.train.batch(step)
+        torch.manual_seed(derive_seed(self.cell.seed, "step", step))  # dropout masks of this step
+        self.optimizer.zero_grad(set_to_none=True)
+        chunks = self.hp.grad_accum
+        size = len(batch)
+        total = torch.zeros((), device=self.device)
+        for index in torch.arange(size, device=batch.x.device).chunk(chunks):
+            x, y = batch.x[index], batch.y[index]
+            lengths = None if batch.lengths is None else batch.lengths[index]
+            if lengths is not None:
+                x = x[:, : int(lengths.max())]
+            with autocast(self.device, self.precision):
+                logits = self.model(x, lengths)
+            loss = loss_fn(logits, y) * (len(index) / size)
+            loss.backward()
+            total += loss.detach()
+        if self.hp.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.hp.grad_clip)
+        self.optimizer.step()
+        self.out.train_samples += size
+        self.out.train_tokens += int(batch.lengths.sum()) if batch.lengths is not None else size * batch.x.shape[1]
+        return total.item()
+
+    def _evaluate(self, step: int) -> float:
+        t0 = time.perf_counter()
+        acc = evaluate(self.model, self.val, self.hp.eval_batch_size, self.device, self.precision)
+        self.out.eval_seconds += time.perf_counter() - t0
+        self.out.eval_samples += len(self.val)
+        train_loss = self._loss_sum / self._loss_n if self._loss_n else None
+        self._loss_sum, self._loss_n = 0.0, 0
+        self.out.curve.append({"step": step, "train_loss": train_loss, "val_accuracy": acc})
+        if self.best is None or acc > self.best[0]:
+            self.best = (acc, step, self._trainable_state())
+        if self.on_eval is not None:
+            self.on_eval(step, {"val_accuracy": acc, **({"train_loss": train_loss} if train_loss is not None else {})})
+        return acc
+
+    def run(self) -> TrainOutcome:
+        start = self._resume()
+        hp = self.hp
+        self.model.train()
+        last_val = self.out.curve[-1]["val_accuracy"] if self.out.curve else None
+        self.progress.start(total=hp.steps, done=start)
+        step = start
+        while step < hp.steps:
+            t0 = time.perf_counter()
+            loss = self._step(step)
+            self.out.train_seconds += time.perf_counter() - t0
+            if not math.isfinite(loss):
+                self.out.status = "diverged"
+                self.out.error = f"non-finite training loss ({loss}) at step {step + 1}"
+                break
+            self._loss_sum += loss
+            self._loss_n += 1
+            step += 1
+            if step % hp.eval_every == 0 or step == hp.steps:
+                last_val = self._evaluate(step)
+            if hp.checkpoint_every and step % hp.checkpoint_every == 0 and step < hp.steps:
+                self._save(step)
+            self.progress.update(step, loss=loss, val=last_val)
+        self.progress.close()
+        self.out.steps = step
+        self._final_metrics()
+        return self.out
+
+    def _test(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        accs = {}
+        for name, split in self.tests.items():
+            accs[name] = evaluate(self.model, split, self.hp.eval_batch_size, self.device, self.precision)
+            self.out.eval_samples += len(split)
+        self.out.eval_seconds += time.perf_counter() - t0
+        return accs
+
+    def _final_metrics(self) -> None:
+        m = self.out.metrics
+        curve = self.out.curve
+        m["val_accuracy_final"] = curve[-1]["val_accuracy"] if curve else None
+        m["train_loss"] = next((p["train_loss"] for p in reversed(curve) if p["train_loss"] is not None), None)
+        if self.out.status == "diverged":
+            # parameters are no longer finite: report the best (last finite) state only
+            if self.best is None:
+                m.update(val_accuracy=None, best_step=None, test_accuracy=None, test_accuracy_final=None)
+                return
+            final: dict[str, float] = {}
+        else:
+            final = self._test()
+            m["test_accuracy_final"] = _mean(final)
+        selected = None
+        if self.best is not None:
+            m["val_accuracy"], m["best_step"] = self.best[0], self.best[1]
+            if self.out.status == "ok" and self.best[1] == self.out.steps:
+                selected = final  # the last step is the selected one: no second pass over the test set
+            else:
+                self._load_params(self.best[2])
+        if selected is None:
+            selected = self._test()
+        m["test_accuracy"] = _mean(selected)
+        m["test_splits"] = selected if len(selected) > 1 else {}
+        m.setdefault("test_accuracy_final", None)
+
+
+def _mean(values: dict[str, float]) -> float | None:
+    return sum(values.values()) / len(values) if values else None
