@@ -14,7 +14,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
-    Batch, Continuous, HParamOverrides, OutputSpec, PaperHParams, Readout, SplitData, Task, TaskSpec, hookimpl,
+    Batch,
+    Continuous,
+    HParamOverrides,
+    OutputSpec,
+    PaperHParams,
+    Readout,
+    SplitData,
+    Task,
+    TaskSpec,
+    hookimpl,
 )
 from fpt_bench.seeding import generator
 
