@@ -118,11 +118,22 @@ class GPT2(Backbone):
                 model.config.n_layer = options.n_layers
             provenance = {"weights": "pretrained", "source": source}
         if max_len > model.config.n_positions:
-            raise UserError(
-                f"the task needs {max_len} positions but this GPT-2 has {model.config.n_positions}; "
-                f"choose a task option with shorter sequences"
-            )
+            provenance["extended_positions"] = extend_positions(model, max_len)
         return GPT2Module(model, provenance)
+
+
+def extend_positions(model: nn.Module, max_len: int) -> dict[str, int]:
+    """Grow the position table to ``max_len`` rows for tasks longer than GPT-2's 1024 positions: the original
+    rows are kept and the new ones drawn like GPT-2's initialisation (normal, std 0.02). Recorded in the result."""
+    old = model.wpe
+    new = nn.Embedding(max_len, old.embedding_dim, device=old.weight.device, dtype=old.weight.dtype)
+    with torch.no_grad():
+        new.weight.normal_(0.0, model.config.initializer_range)
+        new.weight[: old.num_embeddings] = old.weight
+    model.wpe = new
+    before = model.config.n_positions
+    model.config.n_positions = max_len
+    return {"from": before, "to": max_len}
 
 
 def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any]) -> nn.Module:
