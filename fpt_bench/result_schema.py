@@ -72,12 +72,12 @@ class Timing(_Doc):
 
 
 class Provenance(_Doc):
-    harness_version: str
+    harness_version: str = Field(description="fpt-bench version that ran the cell")
     plugins: dict[str, str] = Field(description="plugin name -> version of every loaded plugin")
-    python: str
-    torch: str
-    transformers: str | None
-    platform: str
+    python: str = Field(description="Python version")
+    torch: str = Field(description="PyTorch version")
+    transformers: str | None = Field(description="transformers version (None when not installed)")
+    platform: str = Field(description="operating system and machine")
     git_hash: str | None = Field(description="commit of the harness checkout, when it is one")
     device: str = Field(description="device the cell ran on")
     precision: str = Field(description="fp32 or bf16 (autocast)")

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny backbones, an in-process CLI runner and a subprocess one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = "weights=random,n_layers=2,n_embd=32,n_head=2"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def run_cli(*args: str, capsys: pytest.CaptureFixture[str] | None = None) -> tuple[int, str, str]:
+    """Run ``fpt-bench ARGS`` in this process; return (exit code, stdout, stderr)."""
+    from fpt_bench.cli import main
+
+    code = main(list(args))
+    if capsys is None:
+        return code, "", ""
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def run_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "fpt_bench.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def result_files(root: Path) -> list[Path]:
+    return sorted(p for p in Path(root).rglob("*.json"))
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
