@@ -116,7 +116,8 @@ def test_blocking_by_name(tmp_path: Path) -> None:
     code, plugins, _ = plugins_json(site, FPT_BENCH_DISABLE_PLUGINS="parity,bits")
     by_name = {p["name"]: p for p in plugins}
     assert by_name["parity"]["status"] == "blocked" and by_name["bits"]["status"] == "blocked"
-    proc = run_subprocess("ls", "tasks", "--json", env={"PYTHONPATH": str(site), "FPT_BENCH_DISABLE_PLUGINS": "parity,bits"})
+    env = {"PYTHONPATH": str(site), "FPT_BENCH_DISABLE_PLUGINS": "parity,bits"}
+    proc = run_subprocess("ls", "tasks", "--json", env=env)
     assert json.loads(proc.stdout) == []
 
 
