@@ -38,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--data-dir", type=Path, help="where task data lives (default $FPT_BENCH_DATA or cache)")
     how.add_argument("--overwrite", choices=["missing", "never", "always"],
                      help="rerun finished cells? missing (default): only failed or absent ones")
-    how.add_argument("--executor", help="how cells are scheduled (default local)")
+    how.add_argument("--executor", help="how cells are scheduled: local (default), ray, ...")
+    how.add_argument("--workers", type=int, help="local executor: worker processes, one per device (default 1)")
+    how.add_argument("--ray-address", help="ray executor: auto | HOST:PORT (default: start a local cluster)")
+    how.add_argument("--gpus-per-cell", type=float, help="ray executor: GPUs per cell, fractions allowed")
+    how.add_argument("--cpus-per-cell", type=float, help="ray executor: CPUs per cell (default 1)")
     how.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints of finished cells")
     progress = how.add_mutually_exclusive_group()
     progress.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
@@ -72,7 +76,7 @@ def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
 
     values: dict[str, Any] = {}
     for key in ("tasks", "suite", "backbone", "policy", "profile", "device", "output_dir", "data_dir",
-                "overwrite", "executor", "progress"):
+                "overwrite", "executor", "progress", "workers", "ray_address", "gpus_per_cell", "cpus_per_cell"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if args.all_tasks:
@@ -109,11 +113,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"profile: {default_profile(device)} (default on {device}; choose with --profile)")
     cells = expand_cells(config, host, device)
     executor = host.executors.get(config.executor)
-    ctx = RunContext(host=host, device=device, data_dir=resolve_data_dir(config.data_dir),
-                     output_dir=config.output_dir, progress=config.progress,
-                     keep_checkpoints=args.keep_checkpoints)
-    print(f"{len(cells)} cell(s) on {device}, results in {config.output_dir}/", flush=True)
-    summary = run_sweep(cells, ctx, config.overwrite, executor)
+    ctx = RunContext(device=device, data_dir=resolve_data_dir(config.data_dir), output_dir=config.output_dir,
+                     progress=config.progress, keep_checkpoints=args.keep_checkpoints, overwrite=config.overwrite,
+                     workers=config.workers, ray_address=config.ray_address, gpus_per_cell=config.gpus_per_cell,
+                     cpus_per_cell=config.cpus_per_cell)
+    print(f"{len(cells)} cell(s) on {device} ({config.executor} executor), results in {config.output_dir}/",
+          flush=True)
+    summary = run_sweep(cells, ctx, executor)
     failed = [o for o in summary.outcomes if o.result is not None and o.result.status == "failed"]
     print(f"done: {summary.count('ok')} ok, {summary.count('diverged')} diverged, {len(failed)} failed, "
           f"{summary.skipped} skipped")

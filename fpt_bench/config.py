@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from fpt_bench.errors import UserError
 from fpt_bench.plugins import Host
@@ -33,6 +33,10 @@ class RunConfig(Strict):
     data_dir: Path | None = None
     overwrite: Literal["missing", "never", "always"] = "missing"
     executor: str = "local"
+    workers: int = Field(default=1, gt=0)
+    ray_address: str | None = None
+    gpus_per_cell: float | None = Field(default=None, ge=0)
+    cpus_per_cell: float = Field(default=1.0, gt=0)
     hparams: HParamOverrides = HParamOverrides()
     required_plugins: list[str] = []
     progress: bool | None = None

@@ -17,7 +17,7 @@ import torch
 from fpt_bench import __version__
 from fpt_bench.errors import UserError
 from fpt_bench.model import FPTModel
-from fpt_bench.plugins import Host
+from fpt_bench.plugins import Host, get_host
 from fpt_bench.progress import Progress
 from fpt_bench.result_schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Timing
 from fpt_bench.results import checkpoint_path, write_result
@@ -28,12 +28,22 @@ from fpt_bench.train import Trainer, TrainingData, resolve_precision
 
 @dataclass
 class RunContext:
-    host: Host
+    """How cells run: picklable, so worker processes and cluster workers can receive it."""
+
     device: str
     data_dir: Path
     output_dir: Path
     progress: bool | None = None
     keep_checkpoints: bool = False
+    overwrite: str = "missing"
+    workers: int = 1
+    ray_address: str | None = None
+    gpus_per_cell: float | None = None
+    cpus_per_cell: float = 1.0
+
+    @property
+    def host(self) -> Host:
+        return get_host()
 
 
 @cache

@@ -1,11 +1,13 @@
-"""Built-in executors."""
+"""Built-in executors: local (in-process or worker processes) and ray (optional extra)."""
 
 from __future__ import annotations
 
 from fpt_bench import hookimpl
 from fpt_bench.executors import LocalExecutor
+from fpt_bench.ray_executor import RayExecutor
 
 
 @hookimpl
 def fpt_bench_register_executors(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add(LocalExecutor())
+    registry.add(RayExecutor())
