@@ -18,6 +18,12 @@ from fpt_bench.leaderboard.collect import Table
 SVG_SALT = "fpt-bench"  # stable element ids: the same table gives the same SVG
 
 
+def Patch(**kwargs: Any) -> Any:  # noqa: N802 - matplotlib's legend proxy, imported lazily
+    from matplotlib.patches import Patch as _Patch
+
+    return _Patch(**kwargs)
+
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
@@ -47,6 +53,7 @@ def figure1(table: Table, stem: Path) -> list[Path]:
     fig = _figure(max(6.0, 1.3 * len(cols) + 2), 3.8)
     ax = fig.add_subplot()
     width = 0.8 / max(len(rows), 1)
+    legend: list[Any] = []
     for i, row in enumerate(rows):
         xs, heights, errs, refs, ref_x = [], [], [], [], []
         for j, col in enumerate(cols):
@@ -61,17 +68,20 @@ def figure1(table: Table, stem: Path) -> list[Path]:
             if stat is not None and stat.reference is not None:
                 refs.append(stat.reference)
                 ref_x.append(x)
-        ax.bar(xs, heights, width, yerr=errs, capsize=2, label=text(row), color=f"C{i % 10}")
+        ax.bar(xs, heights, width, yerr=errs, capsize=2, color=f"C{i % 10}")
+        if xs:  # rows without any result stay out of the legend
+            legend.append(Patch(color=f"C{i % 10}", label=text(row)))
         ax.plot(ref_x, refs, "k_", markersize=10, markeredgewidth=2)
     if any(s.reference is not None for s in table.cells.values()):
-        ax.plot([], [], "k_", markersize=10, markeredgewidth=2, label="paper")
+        legend += ax.plot([], [], "k_", markersize=10, markeredgewidth=2, label="paper")
     ax.set_xticks(range(len(cols)), [text(c.name) for c in cols], rotation=20, ha="right")
     ax.set_xlim(-0.6, len(cols) - 0.4)
     ax.set_ylabel("steps" if table.metric == "steps_to_threshold" else "test accuracy (%)")
     if table.metric == "steps_to_threshold":
         ax.set_yscale("log")
-    ax.set_title(text(table.title), fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.set_title(text(table.suite or table.title), fontsize=9)
+    if legend:
+        ax.legend(handles=legend, fontsize=7, loc="best")
     return save(fig, stem)
 
 
@@ -115,6 +125,7 @@ def steps_plot(table: Table, stem: Path) -> list[Path] | None:
     ax = fig.add_subplot()
     width = 0.8 / max(len(table.rows), 1)
     top = 1.0
+    legend: list[Any] = []
     for i, row in enumerate(table.rows):
         xs, means, unreached = [], [], []
         for j, col in enumerate(cols):
@@ -129,7 +140,9 @@ def steps_plot(table: Table, stem: Path) -> list[Path] | None:
                 top = max(top, max(reached))
             elif stat.runs:
                 unreached.append(x)
-        ax.bar(xs, means, width, label=text(row), color=f"C{i % 10}")
+        ax.bar(xs, means, width, color=f"C{i % 10}")
+        if xs or unreached:
+            legend.append(Patch(color=f"C{i % 10}", label=text(row)))
         for x in unreached:
             ax.annotate("×", (x, 1), ha="center", va="bottom", color="red")
     ax.set_yscale("log")
@@ -138,8 +151,9 @@ def steps_plot(table: Table, stem: Path) -> list[Path] | None:
     ax.set_xticks(range(len(cols)), [f"{text(c.name)}\n≥ {100 * (c.threshold or 0):.0f}%" for c in cols],
                   fontsize=7)
     ax.set_ylabel("steps to threshold (× = not reached)", fontsize=8)
-    ax.set_title(text(table.title), fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(text(table.suite or table.title), fontsize=9)
+    if legend:
+        ax.legend(handles=legend, fontsize=7)
     return save(fig, stem)
 
 
@@ -156,6 +170,6 @@ def attention_figure(maps: list[Any], title: str, stem: Path) -> list[Path]:
         ax.set_xlabel("key position", fontsize=7)
         ax.set_ylabel("query position", fontsize=7)
         ax.tick_params(labelsize=6)
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=6)
     fig.suptitle(text(title), fontsize=9)
     return save(fig, stem)
