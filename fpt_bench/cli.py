@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fpt_bench import cli_leaderboard
 from fpt_bench.errors import UserError
 
 LIST_KINDS = {"tasks": "task", "backbones": "backbone", "policies": "policy", "suites": "suite",
@@ -50,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     hp = run.add_argument_group("training overrides (win over the profile)")
     hp.add_argument("--steps", type=int)
     hp.add_argument("--batch-size", type=int)
-    hp.add_argument("--lr", type=float)
+    hp.add_argument("--lr", metavar="LR[,LR...]", help="learning rate; several (comma-separated) sweep it: "
+                    "one cell per rate, selected by validation accuracy in the leaderboard")
     hp.add_argument("--grad-accum", type=int)
     hp.add_argument("--eval-every", type=int)
     hp.add_argument("--checkpoint-every", type=int)
@@ -60,8 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true")
 
     ls = sub.add_parser("ls", help="list registered components")
-    ls.add_argument("kind", choices=[*LIST_KINDS, "profiles"])
+    ls.add_argument("kind", choices=[*LIST_KINDS, "profiles", "cells"])
     ls.add_argument("--json", action="store_true")
+    cli_leaderboard.add_ls_arguments(ls)
+    cli_leaderboard.add_parser(sub)
 
     schema = sub.add_parser("schema", help="print (or write) the JSON Schema of result files")
     schema.add_argument("--output", type=Path)
@@ -91,6 +95,11 @@ def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             raise UserError(f"--seeds: expected integers separated by commas, got {args.seeds!r}") from None
     values["hparams"] = {k: getattr(args, k) for k in HPARAM_FLAGS if getattr(args, k) is not None}
+    if args.lr is not None:
+        try:
+            values["hparams"]["lr"] = [float(s) for s in args.lr.split(",") if s.strip()]
+        except ValueError:
+            raise UserError(f"--lr: expected numbers separated by commas, got {args.lr!r}") from None
     return values
 
 
@@ -111,7 +120,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = resolve_device(config.device)
     if config.profile is None:
         print(f"profile: {default_profile(device)} (default on {device}; choose with --profile)")
-    cells = expand_cells(config, host, device)
+    unavailable: list[str] = []
+    cells = expand_cells(config, host, device, unavailable)
+    for line in unavailable:
+        print(f"skip  {line}", file=sys.stderr)
+    if not cells:
+        raise UserError(f"no cell of suite {config.suite!r} can run here (see the reasons above)")
     executor = host.executors.get(config.executor)
     ctx = RunContext(device=device, data_dir=resolve_data_dir(config.data_dir), output_dir=config.output_dir,
                      progress=config.progress, keep_checkpoints=args.keep_checkpoints, overwrite=config.overwrite,
@@ -154,6 +168,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from fpt_bench.profiles import PROFILES
     from fpt_bench.registry import describe
 
+    if args.kind == "cells":
+        return cli_leaderboard.ls_cells(args)
     if args.kind == "profiles":
         rows = [{"name": n, "origin": "core", "description": d} for n, (d, _) in PROFILES.items()]
     else:
@@ -180,7 +196,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "ls": cmd_ls, "schema": cmd_schema}
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "ls": cmd_ls, "schema": cmd_schema,
+            **dict.fromkeys(cli_leaderboard.COMMANDS, cli_leaderboard.run)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ class RunConfig(Strict):
     gpus_per_cell: float | None = Field(default=None, ge=0)
     cpus_per_cell: float = Field(default=1.0, gt=0)
     hparams: HParamOverrides = HParamOverrides()
+    lr_sweep: list[float] = []  # several learning rates: one cell per rate (a grid dimension)
     required_plugins: list[str] = []
     progress: bool | None = None
 
@@ -48,6 +49,13 @@ class RunConfig(Strict):
             raise ValueError("give at least one seed")
         if len(set(v)) != len(v):
             raise ValueError("seeds repeat")
+        return v
+
+    @field_validator("lr_sweep")
+    @classmethod
+    def _lrs(cls, v: list[float]) -> list[float]:
+        if any(lr <= 0 for lr in v) or len(set(v)) != len(v):
+            raise ValueError("learning rates must be positive and distinct")
         return v
 
 
@@ -68,6 +76,12 @@ def build_run_config(file_values: dict[str, Any], cli_values: dict[str, Any], so
     cli = dict(cli_values)
     hp.update(cli.pop("hparams", {}) or {})
     merged.update(cli)
+    if isinstance(hp.get("lr"), list):  # `lr = [1e-4, 1e-3]` in a config file, or `--lr 1e-4,1e-3`
+        lrs = hp.pop("lr")
+        if len(lrs) == 1:
+            hp["lr"] = lrs[0]
+        else:
+            merged["lr_sweep"] = lrs
     merged["hparams"] = hp
     try:
         return RunConfig(**merged)
@@ -94,13 +108,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def expand_cells(config: RunConfig, host: Host, device: str) -> list[CellConfig]:
-    """The cells of a run, validated against the registries before anything runs."""
+def expand_cells(config: RunConfig, host: Host, device: str,
+                 unavailable: list[str] | None = None) -> list[CellConfig]:
+    """The cells of a run, validated against the registries before anything runs.
+
+    With a suite and a list for ``unavailable``, a suite cell whose plugin is not installed (or whose options it
+    refuses) is reported there as ``"unavailable: <reason>"`` and skipped instead of ending the run. The
+    ``--task-args``/``--backbone-args``/``--policy-args`` given with a suite are merged onto every cell.
+    """
     profile = config.profile or default_profile(device)
     grid: list[dict[str, Any]] = []
     if config.suite:
         suite = host.suites.get(config.suite)
-        grid = [c.model_dump() for c in suite.cells]
+        grid = [
+            {"task": c.task, "task_args": {**c.task_args, **config.task_args}, "backbone": c.backbone,
+             "backbone_args": {**c.backbone_args, **config.backbone_args}, "policy": c.policy,
+             "policy_args": {**c.policy_args, **config.policy_args}, "hparams": c.hparams, "label": c.row}
+            for c in suite.cells
+        ]
     else:
         tasks = host.tasks.names() if config.all_tasks else config.tasks
         if not tasks:
@@ -112,18 +137,31 @@ def expand_cells(config: RunConfig, host: Host, device: str) -> list[CellConfig]
         ]
     cells = []
     for entry in grid:
-        task = host.tasks.get(entry["task"])
-        task.options(entry["task_args"])
-        host.backbones.get(entry["backbone"]).options(entry["backbone_args"])
-        host.policies.get(entry["policy"]).options(entry["policy_args"])
-        hparams = resolve_hparams(task.spec, profile, config.hparams)
-        for seed in config.seeds:
-            cells.append(CellConfig(
-                task=entry["task"], task_args=entry["task_args"], backbone=entry["backbone"],
-                backbone_args=entry["backbone_args"], policy=entry["policy"], policy_args=entry["policy_args"],
-                seed=seed, profile=profile, hparams=hparams,
-            ))
-    return cells
+        try:
+            task = host.tasks.get(entry["task"])
+            task.options(entry["task_args"])
+            host.backbones.get(entry["backbone"]).options(entry["backbone_args"])
+            host.policies.get(entry["policy"]).options(entry["policy_args"])
+        except UserError as exc:
+            if unavailable is None or not config.suite:
+                raise
+            unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {exc}")
+            continue
+        overrides = config.hparams
+        if entry.get("hparams") is not None:  # the suite cell's overrides, then the user's
+            merged = {**entry["hparams"].model_dump(exclude_none=True), **config.hparams.model_dump(exclude_none=True)}
+            overrides = HParamOverrides(**merged)
+        for lr in config.lr_sweep or [None]:
+            swept = overrides if lr is None else overrides.model_copy(update={"lr": lr})
+            hparams = resolve_hparams(task.spec, profile, swept)
+            for seed in config.seeds:
+                cells.append(CellConfig(
+                    task=entry["task"], task_args=entry["task_args"], backbone=entry["backbone"],
+                    backbone_args=entry["backbone_args"], policy=entry["policy"],
+                    policy_args=entry["policy_args"], seed=seed, profile=profile, hparams=hparams,
+                ))
+    unique = {cell.config_hash(): cell for cell in reversed(cells)}  # a cell named twice runs once
+    return [cell for cell in cells if unique.get(cell.config_hash()) is cell]
 
 
 def parse_kv(text: str, flag: str) -> dict[str, Any]:

@@ -89,6 +89,6 @@ class Registry(Generic[T]):
 
 def describe(component: Any) -> str:
     """The first line of a component's description (for listings)."""
-    spec = getattr(component, "spec", None)
+    spec = getattr(component, "spec", component)  # suites are registered as their spec
     text = getattr(spec, "description", None) or (component.__doc__ or "")
     return text.strip().splitlines()[0] if text.strip() else ""

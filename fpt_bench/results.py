@@ -32,6 +32,11 @@ def checkpoint_path(result: Path) -> Path:
     return result.with_suffix(".ckpt")
 
 
+def selected_params_path(result: Path) -> Path:
+    """The trainable parameters a finished cell reports (written with ``--keep-checkpoints``)."""
+    return result.with_suffix(".params.pt")
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through a temporary file in the same folder, fsync, then rename over ``path``.
 

@@ -20,7 +20,7 @@ from fpt_bench.model import FPTModel
 from fpt_bench.plugins import Host, get_host
 from fpt_bench.progress import Progress
 from fpt_bench.result_schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Timing
-from fpt_bench.results import checkpoint_path, write_result
+from fpt_bench.results import checkpoint_path, selected_params_path, write_result
 from fpt_bench.seeding import derive_seed, seed_everything
 from fpt_bench.specs import CellConfig
 from fpt_bench.train import Trainer, TrainingData, resolve_precision
@@ -120,6 +120,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
                                                     metrics=metrics),
         )
         outcome = trainer.run()
+        if ctx.keep_checkpoints:
+            trainer.save_selected(selected_params_path(result_file))
         status, error, error_kind = outcome.status, outcome.error, None
         metrics = Metrics(curve=outcome.curve, **outcome.metrics)
     except UserError as exc:

@@ -178,6 +178,13 @@ class Trainer:
         self.out.resumed_from_step = state["step"]
         return int(state["step"])
 
+    def save_selected(self, path: Path) -> None:
+        """Write the trainable parameters the result reports (selected by validation) to ``path``, so the
+        trained cell can be rebuilt later (``fpt-bench attention``). Call after ``run``."""
+        state = {"version": CHECKPOINT_VERSION, "config_hash": self.cell.config_hash(),
+                 "step": self.out.metrics.get("best_step"), "params": self._trainable_state()}
+        atomic_write(path, lambda handle: torch.save(state, handle))
+
     def _load_params(self, params: dict[str, torch.Tensor]) -> None:
         named = dict(self.model.named_parameters())
         with torch.no_grad():

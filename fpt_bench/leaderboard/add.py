@@ -1,0 +1,47 @@
+"""``fpt-bench leaderboard --add FILE...``: result files made elsewhere join the published results only after
+the schema and provenance checks (``validate.py``); each refusal says exactly why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fpt_bench.errors import CorruptFileError
+from fpt_bench.leaderboard.validate import cell_config, check_result_file
+from fpt_bench.results import read_result, result_path, write_result
+
+
+@dataclass
+class AddReport:
+    added: list[Path] = field(default_factory=list)  # where each accepted file now lies
+    unchanged: list[Path] = field(default_factory=list)  # already published, identical
+    refused: list[str] = field(default_factory=list)  # "<file>: <reason>"
+
+
+def add_results(files: list[Path], results_dir: Path) -> AddReport:
+    """Check each file and copy the accepted ones to ``results_dir`` under their canonical result path."""
+    report = AddReport()
+    for f in map(Path, files):
+        try:
+            result = check_result_file(f)
+        except CorruptFileError as exc:
+            report.refused.append(str(exc))
+            continue
+        dest = result_path(results_dir, cell_config(result))
+        if dest.exists():
+            try:
+                existing = read_result(dest)
+            except CorruptFileError:
+                existing = None
+            if existing == result:
+                report.unchanged.append(dest)
+                continue
+            if existing is not None:
+                report.refused.append(
+                    f"{f}: refused: a different result of the same cell (config hash "
+                    f"{result.provenance.config_hash}) is already published at {dest}; remove that file first "
+                    f"to replace it")
+                continue
+        write_result(dest, result)  # the validated model, re-serialised: nothing unchecked is copied
+        report.added.append(dest)
+    return report

@@ -1,0 +1,308 @@
+"""Result files -> tables: match results to a suite's cells (or derive rows and columns from the results), select
+the learning rate by validation accuracy, aggregate seeds, and put the paper's numbers beside them.
+
+Only result files are read, and only through ``fpt_bench.results.read_result`` (via ``check_result_file``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fpt_bench.errors import CorruptFileError, UserError
+from fpt_bench.leaderboard.validate import check_result_file
+from fpt_bench.result_schema import CellResult
+from fpt_bench.specs import SuiteSpec
+
+
+@dataclass(frozen=True)
+class Loaded:
+    path: Path
+    result: CellResult
+
+
+@dataclass
+class Stat:
+    """One table cell: the runs (seeds) of one configuration, aggregated."""
+
+    row: str
+    column: str
+    status: str  # ok | diverged | failed | missing
+    runs: list[Loaded] = field(default_factory=list)
+    mean: float | None = None
+    std: float | None = None
+    n: int = 0  # runs with a value
+    n_runs: int = 0
+    n_failed: int = 0
+    n_diverged: int = 0
+    values: list[float] = field(default_factory=list)
+    val_mean: float | None = None
+    lr: float | None = None
+    lr_candidates: dict[float, float | None] = field(default_factory=dict)  # lr -> mean validation accuracy
+    reference: float | None = None
+    reference_mark: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # task, backbone(+args), policy(+args), profile, hparams
+    selected: bool = True  # the learning rate chosen by validation accuracy (long layout lists every rate)
+    steps: list[int | None] = field(default_factory=list)  # per run: steps to the column's threshold
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.mean is None or self.reference is None else self.mean - self.reference
+
+
+@dataclass
+class Column:
+    name: str
+    task: str = ""
+    protocol: str = ""
+    task_version: str = ""
+    threshold: float | None = None
+
+
+@dataclass
+class Table:
+    title: str
+    metric: str  # test_accuracy (%) | steps_to_threshold
+    rows: list[str]
+    columns: list[Column]
+    cells: dict[tuple[str, str], Stat]
+    suite: str | None = None
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    long: list[Stat] = field(default_factory=list)  # one entry per configuration (every learning rate)
+
+
+# ------------------------------------------------------------------------------------------ reading
+def load_results(paths: Iterable[Path]) -> tuple[list[Loaded], list[str]]:
+    """Every result file under ``paths`` (files or folders), checked; refused files come back as reasons.
+    Two files of the same cell (the same config hash): the newer one is used."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*.json") if f.is_file())
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UserError(f"{p}: no such result file or folder")
+    loaded: dict[str, Loaded] = {}
+    refused: list[str] = []
+    for f in files:
+        try:
+            result = check_result_file(f)
+        except CorruptFileError as exc:
+            refused.append(str(exc))
+            continue
+        key = result.provenance.config_hash
+        if key not in loaded or loaded[key].result.provenance.created_at < result.provenance.created_at:
+            loaded[key] = Loaded(f, result)
+    return list(loaded.values()), refused
+
+
+def _canon(args: dict[str, Any]) -> str:
+    return json.dumps(args, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _without_protocol(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if k != "protocol"}
+
+
+def _args_text(name: str, args: dict[str, Any]) -> str:
+    inner = ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+    return f"{name}[{inner}]" if inner else name
+
+
+def identity(task: str, task_args: dict[str, Any], backbone: str, backbone_args: dict[str, Any], policy: str,
+             policy_args: dict[str, Any]) -> tuple[str, ...]:
+    """What makes two results the same cell but for seed, learning rate and protocol."""
+    return (task, _canon(_without_protocol(task_args)), backbone, _canon(backbone_args), policy,
+            _canon(policy_args))
+
+
+def result_identity(r: CellResult) -> tuple[str, ...]:
+    c = r.cell
+    return identity(c.task, c.task_args, c.backbone, c.backbone_args, c.policy, c.policy_args)
+
+
+# --------------------------------------------------------------------------------------- the tables
+def build_table(results: list[Loaded], suite: SuiteSpec | None = None, overrides: dict[str, dict[str, Any]] | None
+                = None, profile: str | None = None, protocol: str | None = None, layout: str = "paper",
+                title: str = "") -> Table:
+    """The table of ``results``: a suite's rows and columns (cells without results shown as missing), or rows
+    (backbone / policy) and columns (task) derived from the results.
+
+    ``Table.long`` has one entry per configuration (every learning rate), each stating its own profile,
+    protocol and version. With ``layout="paper"``, ``Table.cells`` has one number per (row, column) too, and
+    the table refuses to mix profiles, task versions, protocols or hyperparameters other than the learning
+    rate in one of them.
+    """
+    results = [x for x in results if (profile is None or x.result.cell.profile == profile)
+               and (protocol is None or x.result.cell.protocol == protocol)]
+    metric = suite.metric if suite else "test_accuracy"
+    placed, rows, col_names, col_task, present = _place(results, suite, overrides or {})
+    used = {x.path for xs in placed.values() for x in xs}
+    paper = layout == "paper"
+    if paper:
+        _refuse_mixed_profiles([x for xs in placed.values() for x in xs])
+    columns = [_column(name, col_task.get(name, ""), [x for (_, c), xs in placed.items() if c == name for x in xs],
+                       suite, refuse=paper) for name in col_names]
+    cells: dict[tuple[str, str], Stat] = {}
+    long: list[Stat] = []
+    for row in rows:
+        for col in columns:
+            if (row, col.name) not in present:
+                continue
+            runs = placed.get((row, col.name), [])
+            variants = [s for xs in _variants(runs) for s in _select(row, col, xs, metric, all_rates=True)]
+            stats = list(variants) or [Stat(row, col.name, "missing", config={"task": col.task})]
+            if paper:
+                cells[(row, col.name)] = _select(row, col, runs, metric)
+                stats.append(cells[(row, col.name)])
+            for stat in stats:
+                if suite is not None:
+                    stat.reference = suite.reference.get(row, {}).get(col.name)
+                    stat.reference_mark = suite.reference_marks.get(row, {}).get(col.name, "")
+            long += variants or stats[:1]
+    notes = list(suite.notes) if suite else []
+    unmatched = len(results) - len(used)
+    if suite is not None and unmatched:
+        notes.append(f"{unmatched} result file(s) belong to no cell of suite {suite.name!r} (not shown).")
+    return Table(title=title or (f"{suite.name}: {suite.description}" if suite else "results"), metric=metric,
+                 rows=rows, columns=columns, cells=cells, suite=suite.name if suite else None,
+                 source=suite.source if suite else "", notes=notes, long=long)
+
+
+Placement = tuple[dict[tuple[str, str], list[Loaded]], list[str], list[str], dict[str, str], set[tuple[str, str]]]
+
+
+def _place(results: list[Loaded], suite: SuiteSpec | None, over: dict[str, dict[str, Any]]) -> Placement:
+    placed: dict[tuple[str, str], list[Loaded]] = defaultdict(list)
+    if suite is not None:
+        slots: dict[tuple[str, ...], list[tuple[str, str]]] = defaultdict(list)
+        for c in suite.cells:
+            key = identity(c.task, {**c.task_args, **over.get("task_args", {})}, c.backbone,
+                           {**c.backbone_args, **over.get("backbone_args", {})}, c.policy,
+                           {**c.policy_args, **over.get("policy_args", {})})
+            slots[key].append((c.row, c.col))
+        for x in results:
+            for slot in slots.get(result_identity(x.result), []):
+                placed[slot].append(x)
+        return (placed, suite.rows(), suite.columns(), {c.col: c.task for c in suite.cells},
+                {(c.row, c.col) for c in suite.cells})
+    for x in results:
+        c = x.result.cell
+        placed[(_args_text(c.backbone, c.backbone_args) + " / " + _args_text(c.policy, c.policy_args),
+                _args_text(c.task, _without_protocol(c.task_args)))].append(x)
+    col_task = {col: x.result.cell.task for (_, col), xs in placed.items() for x in xs}
+    return placed, sorted({r for r, _ in placed}), sorted({c for _, c in placed}), col_task, set(placed)
+
+
+def _refuse_mixed_profiles(runs: list[Loaded]) -> None:
+    profiles = sorted({x.result.cell.profile for x in runs})
+    if len(profiles) > 1:
+        raise UserError(f"the results come from several profiles ({', '.join(profiles)}); numbers of different "
+                        f"budgets do not share a table: choose one with --profile (or use --layout long)")
+
+
+def _column(name: str, task: str, runs: list[Loaded], suite: SuiteSpec | None, refuse: bool) -> Column:
+    col = Column(name=name, task=task, threshold=suite.thresholds.get(name) if suite else None)
+    for attr, what, fix in (("task_version", "task versions", "rerun the older cells with the current task"),
+                            ("protocol", "protocols", "choose one with --protocol")):
+        seen: dict[str, Path] = {}
+        for x in runs:
+            seen.setdefault(str(getattr(x.result.cell, attr)), x.path)
+        if len(seen) > 1 and refuse:
+            listed = "; ".join(f"{v!r} (e.g. {p})" for v, p in sorted(seen.items()))
+            raise UserError(f"column {name!r} would mix {what}: {listed}. Numbers of different {what} are not "
+                            f"comparable: {fix}, use --layout long, or pass only one set of result folders")
+        setattr(col, attr, ", ".join(sorted(seen)))
+    return col
+
+
+def _hparams_key(r: CellResult) -> str:
+    return _canon({k: v for k, v in r.cell.hparams.items() if k != "lr"})
+
+
+def _variants(runs: list[Loaded]) -> list[list[Loaded]]:
+    """Runs split by everything but seed and learning rate (the long layout's groups)."""
+    groups: dict[tuple[str, ...], list[Loaded]] = defaultdict(list)
+    for x in runs:
+        c = x.result.cell
+        groups[(c.profile, c.protocol, c.task_version, _hparams_key(x.result))].append(x)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _select(row: str, col: Column, runs: list[Loaded], metric: str, all_rates: bool = False) -> Any:
+    """Aggregate one table cell: with several learning rates, the one with the best mean validation accuracy
+    wins (Rothermel et al. 2021). Returns that Stat, or with ``all_rates`` every rate's (the winner marked)."""
+    if not runs:
+        stat = Stat(row=row, column=col.name, status="missing", config={"task": col.task})
+        return [stat] if all_rates else stat
+    variants = sorted({_hparams_key(x.result) for x in runs})
+    if len(variants) > 1:
+        a, b = (json.loads(v) for v in variants[:2])
+        diff = ", ".join(f"{k}: {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        raise UserError(f"row {row!r}, column {col.name!r}: results with different hyperparameters ({diff}); "
+                        f"pass one set of result folders, or use --layout long")
+    by_lr: dict[float, list[Loaded]] = defaultdict(list)
+    for x in runs:
+        by_lr[float(x.result.cell.hparams["lr"])].append(x)
+    per_lr = [_aggregate(row, col, lr, xs, metric) for lr, xs in sorted(by_lr.items())]
+    ranked = [s for s in per_lr if s.val_mean is not None]
+    chosen = max(ranked, key=lambda s: s.val_mean or 0.0) if ranked else per_lr[0]
+    candidates = {s.lr: s.val_mean for s in per_lr if s.lr is not None}
+    for s in per_lr:
+        s.lr_candidates = candidates if len(per_lr) > 1 else {}
+        s.selected = s is chosen
+    return per_lr if all_rates else chosen
+
+
+def steps_to_threshold(result: CellResult, threshold: float) -> int | None:
+    """The first evaluated step whose validation accuracy reaches ``threshold`` (None: never)."""
+    for point in result.metrics.curve:
+        if point.val_accuracy is not None and point.val_accuracy >= threshold:
+            return point.step
+    return None
+
+
+def _aggregate(row: str, col: Column, lr: float, runs: list[Loaded], metric: str) -> Stat:
+    runs = sorted(runs, key=lambda x: x.result.cell.seed)
+    stat = Stat(row=row, column=col.name, status="ok", runs=runs, lr=lr, n_runs=len(runs))
+    first = runs[0].result.cell
+    stat.config = {"task": first.task, "task_args": first.task_args, "backbone": first.backbone,
+                   "backbone_args": first.backbone_args, "policy": first.policy, "policy_args": first.policy_args,
+                   "profile": first.profile, "protocol": first.protocol, "task_version": first.task_version,
+                   "hparams": first.hparams, "seeds": [x.result.cell.seed for x in runs]}
+    vals = []
+    for x in runs:
+        r = x.result
+        stat.n_failed += r.status == "failed"
+        stat.n_diverged += r.status == "diverged"
+        if r.status == "failed":
+            continue
+        if r.metrics.val_accuracy is not None:
+            vals.append(r.metrics.val_accuracy)
+        steps = None if col.threshold is None else steps_to_threshold(r, col.threshold)
+        stat.steps.append(steps)
+        if metric == "steps_to_threshold":
+            value = None if steps is None else float(steps)
+        else:
+            value = None if r.metrics.test_accuracy is None else 100.0 * r.metrics.test_accuracy
+        if value is not None and math.isfinite(value):
+            stat.values.append(value)
+    stat.val_mean = sum(vals) / len(vals) if vals else None
+    stat.n = len(stat.values)
+    if stat.values:
+        stat.mean = statistics.fmean(stat.values)
+        stat.std = statistics.stdev(stat.values) if stat.n > 1 else None
+    if stat.n_diverged:
+        stat.status = "diverged"
+    elif stat.n == 0 and stat.n_failed:
+        stat.status = "failed"
+    return stat

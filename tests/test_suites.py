@@ -1,0 +1,130 @@
+"""The built-in suites (the paper's tables as data), their expansion into cells, learning-rate sweeps and the
+reporting of cells whose plugin is not installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lb_support import TINY, make_result, test_host, write
+from pydantic import ValidationError
+
+from fpt_bench import SuiteCell, SuiteSpec, UserError
+from fpt_bench import plugins as plugin_host
+from fpt_bench.cli import main
+from fpt_bench.config import build_run_config, expand_cells
+
+PAPER_SUITES = {"table1", "modality", "convergence", "scaling", "stats_init", "output_only", "depth",
+                "finetune_more", "ablation", "ablation_random", "frozen_norm", "other_lms", "offline"}
+
+
+@pytest.fixture(scope="module")
+def host():  # type: ignore[no-untyped-def]
+    return test_host()
+
+
+def test_every_paper_table_is_a_suite_with_its_numbers_and_source(host) -> None:  # type: ignore[no-untyped-def]
+    assert PAPER_SUITES <= set(host.suites.names())
+    for name in PAPER_SUITES:
+        suite = host.suites.get(name)
+        assert suite.source.startswith("Lu et al. 2021") and suite.cells
+        if name != "offline":
+            assert suite.reference, name
+    t1 = host.suites.get("table1")
+    assert t1.reference["FPT"]["cifar10"] == 72.1 and t1.reference["Full LSTM"]["bit_xor"] == 50.1
+    fpt_cifar = next(c for c in t1.cells if c.row == "FPT" and c.task == "cifar10")
+    assert fpt_cifar.backbone_args == {"size": "large"}  # the paper's 72.1 is GPT-2 large
+    assert host.suites.get("finetune_more").reference_marks["+ attention"] == {"mnist": "†", "cifar10": "†"}
+    conv = host.suites.get("convergence")
+    assert conv.metric == "steps_to_threshold" and conv.reference["Random"]["bit_xor"] == 2e4
+    assert set(conv.thresholds) == set(conv.columns())
+    scaling = host.suites.get("scaling")
+    assert scaling.columns() == ["12 layers", "24 layers", "36 layers"]
+    assert scaling.reference["Random"]["36 layers"] == 65.7
+    depth = host.suites.get("depth")
+    assert depth.reference["Output only, random"] == {"12 layers": 17, "24 layers": 17}
+    ablation = host.suites.get("ablation_random")
+    assert ablation.reference["+ LayerNorm"] == {"bit_xor": 100, "listops": 35, "mnist": 83, "cifar10": 46,
+                                                 "cifar10_lra": 34}
+
+
+def test_reference_must_name_real_rows_and_columns() -> None:
+    cells = [SuiteCell(task="bit_xor", label="FPT")]
+    with pytest.raises(ValidationError, match="names row 'FTP'"):
+        SuiteSpec(name="x", description="x", cells=cells, reference={"FTP": {"bit_xor": 1.0}})
+    with pytest.raises(ValidationError, match="names column 'bit_xr'"):
+        SuiteSpec(name="x", description="x", cells=cells, reference={"FPT": {"bit_xr": 1.0}})
+    with pytest.raises(ValidationError, match="needs thresholds"):
+        SuiteSpec(name="x", description="x", cells=cells, metric="steps_to_threshold")
+    old = SuiteSpec(name="x", description="x", cells=[SuiteCell(task="bit_xor")])  # the old shape still works
+    assert old.rows() == ["gpt2 / fpt"] and old.columns() == ["bit_xor"]
+
+
+def test_suite_expands_with_overrides_seeds_and_an_lr_sweep(host) -> None:  # type: ignore[no-untyped-def]
+    config = build_run_config({}, {"suite": "offline", "seeds": [0, 1], "profile": "smoke",
+                                   "backbone_args": {"n_layers": 2}, "hparams": {"lr": [1e-4, 3e-4, 1e-3]}})
+    assert config.lr_sweep == [1e-4, 3e-4, 1e-3] and config.hparams.lr is None
+    unavailable: list[str] = []
+    cells = expand_cells(config, host, "cpu", unavailable)
+    assert len(cells) == 2 * 2 * 3  # bit_memory and bit_xor x 2 seeds x 3 learning rates
+    assert sorted({c.hparams.lr for c in cells}) == [1e-4, 3e-4, 1e-3]
+    assert all(c.backbone_args == {"weights": "random", "n_layers": 2} for c in cells)
+    assert len({c.config_hash() for c in cells}) == 12
+    assert "GPT-2, random init / listops: unavailable: unknown task 'listops'" in unavailable[0]
+    assert any("unknown backbone 'hf_encoder'" in u for u in unavailable) and len(unavailable) == 10
+
+
+def test_a_suite_cell_named_twice_runs_once_and_its_hparams_apply(host) -> None:  # type: ignore[no-untyped-def]
+    from fpt_bench.specs import HParamOverrides
+
+    twice = SuiteSpec(name="twice", description="x", cells=[
+        SuiteCell(task="bit_xor", label="a", hparams=HParamOverrides(steps=7)),
+        SuiteCell(task="bit_xor", label="b", hparams=HParamOverrides(steps=7))])
+    h = test_host()
+    h.suites.as_origin("test").add(twice, name="twice")
+    cells = expand_cells(build_run_config({}, {"suite": "twice", "profile": "smoke"}), h, "cpu", [])
+    assert len(cells) == 1 and cells[0].hparams.steps == 7
+    user = build_run_config({}, {"suite": "twice", "profile": "smoke", "hparams": {"steps": 3}})
+    assert expand_cells(user, h, "cpu", [])[0].hparams.steps == 3  # the user's override wins
+
+
+def test_unavailable_cells_without_a_list_still_raise(host) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UserError, match="unknown task 'listops'"):
+        expand_cells(build_run_config({}, {"suite": "offline", "profile": "smoke"}), host, "cpu")
+
+
+def test_lr_flag_and_config_file(tmp_path: Path) -> None:
+    from fpt_bench.cli import _cli_values, _parser
+
+    args = _parser().parse_args(["run", "--task", "bit_xor", "--lr", "1e-4,3e-4"])
+    assert build_run_config({}, _cli_values(args)).lr_sweep == [1e-4, 3e-4]
+    one = _parser().parse_args(["run", "--task", "bit_xor", "--lr", "0.01"])
+    assert build_run_config({}, _cli_values(one)).hparams.lr == 0.01
+    assert build_run_config({"hparams": {"lr": [1e-3, 1e-2]}}, {}).lr_sweep == [1e-3, 1e-2]
+    bad = _parser().parse_args(["run", "--task", "bit_xor", "--lr", "1e-4,fast"])
+    with pytest.raises(UserError, match="--lr: expected numbers"):
+        _cli_values(bad)
+    with pytest.raises(UserError, match="learning rates must be positive and distinct"):
+        build_run_config({}, {"hparams": {"lr": [1e-3, 1e-3]}})
+
+
+def test_ls_cells_reports_each_status(tmp_path: Path, capsys: pytest.CaptureFixture[str], host,  # type: ignore[no-untyped-def]
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugin_host, "_HOST", host)
+    write(tmp_path, make_result("bit_memory", seed=0, backbone_args=TINY))
+    write(tmp_path, make_result("bit_memory", seed=1, backbone_args=TINY, status="diverged", test=0.4, val=0.4))
+    write(tmp_path, make_result("bit_xor", seed=0, backbone_args=TINY, status="failed", test=None, val=None,
+                                error="data missing\nmore"))
+    args = ["ls", "cells", "--suite", "offline", "--output-dir", str(tmp_path), "--backbone-args",
+            "n_layers=2,n_embd=32,n_head=2", "--seeds", "0,1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[-1] == "1 diverged, 1 done, 1 failed, 1 missing, 10 unavailable"
+    assert any(ln.startswith("failed") and "bit_xor" in ln and "(data missing)" in ln for ln in lines)
+    assert any(ln.startswith("missing") and "bit_xor" in ln and "seed 1" in ln for ln in lines)
+    assert any(ln.startswith("unavailable") and "unknown task 'fashion_mnist'" in ln for ln in lines)
+    assert main(["ls", "cells", "--output-dir", str(tmp_path), "--json"]) == 0
+    import json
+
+    assert sorted(r["status"] for r in json.loads(capsys.readouterr().out)) == ["diverged", "done", "failed"]
