@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     hp.add_argument("--eval-every", type=int)
     hp.add_argument("--checkpoint-every", type=int)
     hp.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    hp.add_argument("--input-dropout", type=float, help="dropout after the input layer (paper: 0.1)")
 
     plugins = sub.add_parser("plugins", help="list plugins with their distribution, version and errors")
     plugins.add_argument("--json", action="store_true")
@@ -72,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-HPARAM_FLAGS = ("steps", "batch_size", "lr", "grad_accum", "eval_every", "checkpoint_every", "precision")
+HPARAM_FLAGS = ("steps", "batch_size", "lr", "grad_accum", "eval_every", "checkpoint_every", "precision",
+                "input_dropout")
 
 
 def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,6 +107,7 @@ def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from fpt_bench import distributed
     from fpt_bench.config import build_run_config, expand_cells, load_config_file, resolve_device
     from fpt_bench.data import resolve_data_dir
     from fpt_bench.executors import run_sweep
@@ -118,6 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     host.warn_errors()
     check_required_plugins(config.required_plugins, host)
     device = resolve_device(config.device)
+    if distributed.launched():  # under torchrun: one data-parallel process per device
+        if config.executor != "local" or config.workers != 1:
+            raise UserError("under torchrun use the local executor with one worker (each cell is data-parallel)")
+        device = distributed.init(device)
+        if not distributed.is_main():
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 alone reports
     if config.profile is None:
         print(f"profile: {default_profile(device)} (default on {device}; choose with --profile)")
     unavailable: list[str] = []
@@ -133,7 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                      cpus_per_cell=config.cpus_per_cell)
     print(f"{len(cells)} cell(s) on {device} ({config.executor} executor), results in {config.output_dir}/",
           flush=True)
-    summary = run_sweep(cells, ctx, executor)
+    try:
+        summary = run_sweep(cells, ctx, executor)
+    finally:
+        distributed.shutdown()
     failed = [o for o in summary.outcomes if o.result is not None and o.result.status == "failed"]
     print(f"done: {summary.count('ok')} ok, {summary.count('diverged')} diverged, {len(failed)} failed, "
           f"{summary.skipped} skipped")

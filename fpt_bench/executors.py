@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from fpt_bench import distributed
 from fpt_bench.locks import CellLock
 from fpt_bench.result_schema import CellResult
 from fpt_bench.results import result_path, should_run
@@ -45,13 +46,22 @@ class Executor(Protocol):
 
 
 def run_claimed(cell: CellConfig, path: Path, ctx: RunContext) -> CellOutcome:
-    """Claim ``cell``, run it unless it finished meanwhile, release. Safe to call from any worker."""
-    with CellLock(path) as claimed:
-        if not claimed:
-            return CellOutcome(cell, path, None, "running elsewhere")
-        if ctx.overwrite != "always" and not should_run(path, ctx.overwrite):
-            return CellOutcome(cell, path, None, "finished elsewhere")
+    """Claim ``cell``, run it unless it finished meanwhile, release. Safe to call from any worker.
+    Under torchrun, rank 0 claims and every rank follows its decision."""
+    lock = CellLock(path)
+    note = ""
+    if distributed.is_main():
+        if not lock.acquire():
+            note = "running elsewhere"
+        elif ctx.overwrite != "always" and not should_run(path, ctx.overwrite):
+            note = "finished elsewhere"
+    note = distributed.broadcast(note)
+    try:
+        if note:
+            return CellOutcome(cell, path, None, note)
         return CellOutcome(cell, path, run_cell(cell, path, ctx))
+    finally:
+        lock.release()
 
 
 class LocalExecutor:
@@ -127,10 +137,11 @@ class SweepSummary:
 def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Any, out: Any = None) -> SweepSummary:
     out = out or sys.stdout
     summary = SweepSummary()
+    paths = [result_path(ctx.output_dir, cell) for cell in cells]
+    runnable = distributed.broadcast([should_run(p, ctx.overwrite) for p in paths])  # rank 0 decides
     todo = []
-    for cell in cells:
-        path = result_path(ctx.output_dir, cell)
-        if should_run(path, ctx.overwrite):
+    for cell, path, run in zip(cells, paths, runnable, strict=True):
+        if run:
             todo.append((cell, path))
         else:
             summary.outcomes.append(CellOutcome(cell, path, None, "done"))

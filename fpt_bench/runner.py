@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fpt_bench import __version__
+from fpt_bench import __version__, distributed
 from fpt_bench.errors import UserError
 from fpt_bench.model import FPTModel
 from fpt_bench.plugins import Host, get_host
@@ -105,7 +105,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         backbone_plugin = host.backbones.get(cell.backbone)
         module = backbone_plugin.build(backbone_plugin.options(cell.backbone_args), spec.max_len)
         backbone_info = module.provenance()
-        model = FPTModel(spec, module)
+        model = FPTModel(spec, module, input_dropout=hp.input_dropout)
         policy = host.policies.get(cell.policy)
         policy.apply(model, policy.options(cell.policy_args))
         model.to(device)
@@ -143,10 +143,11 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         ),
     )
-    write_result(result_file, result)
-    if status != "failed" and not ctx.keep_checkpoints:
-        checkpoint_path(result_file).unlink(missing_ok=True)
-    host.emit("fpt_bench_cell_finished", cell=cell, result=result)
+    if distributed.is_main():  # under torchrun, rank 0 alone writes
+        write_result(result_file, result)
+        if status != "failed" and not ctx.keep_checkpoints:
+            checkpoint_path(result_file).unlink(missing_ok=True)
+        host.emit("fpt_bench_cell_finished", cell=cell, result=result)
     return result
 
 

@@ -75,6 +75,7 @@ class HParamOverrides(Strict):
     grad_accum: int | None = Field(default=None, gt=0)
     grad_clip: float | None = Field(default=None, ge=0)
     weight_decay: float | None = Field(default=None, ge=0)
+    input_dropout: float | None = Field(default=None, ge=0, lt=1)
     eval_every: int | None = Field(default=None, gt=0)
     eval_batch_size: int | None = Field(default=None, gt=0)
     checkpoint_every: int | None = Field(default=None, ge=0)
@@ -204,6 +205,7 @@ class TrainHParams(Strict):
     grad_accum: int = Field(default=1, gt=0)
     grad_clip: float = Field(default=1.0, ge=0)
     weight_decay: float = Field(default=0.0, ge=0)
+    input_dropout: float = Field(default=0.1, ge=0, lt=1)
     eval_every: int = Field(gt=0)
     eval_batch_size: int = Field(default=256, gt=0)
     checkpoint_every: int = Field(default=0, ge=0)  # 0 = no checkpoints

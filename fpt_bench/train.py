@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel
 from torch.nn import functional as F
 
+from fpt_bench import distributed
 from fpt_bench.model import FPTModel
 from fpt_bench.progress import Progress
 from fpt_bench.results import atomic_write
@@ -129,6 +130,7 @@ class Trainer:
         self.progress, self.on_eval = progress, on_eval
         self.hp = cell.hparams
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.train_model = distributed.wrap(model, device)  # DDP under torchrun, else the model itself
         kwargs: dict[str, Any] = {"lr": self.hp.lr, "weight_decay": self.hp.weight_decay}
         if device.type == "cuda":
             kwargs["fused"] = True
@@ -145,7 +147,7 @@ class Trainer:
         return {n: p.detach().to("cpu", copy=True) for n, p in self.model.named_parameters() if p.requires_grad}
 
     def _save(self, step: int) -> None:
-        if self.checkpoint is None:
+        if self.checkpoint is None or not distributed.is_main():
             return
         state = {
             "version": CHECKPOINT_VERSION, "config_hash": self.cell.config_hash(), "step": step,
@@ -198,20 +200,23 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         chunks = self.hp.grad_accum
         size = len(batch)
+        scale = distributed.world()  # DDP averages gradients over ranks; each rank holds 1/world of the batch
         total = torch.zeros((), device=self.device)
-        for index in torch.arange(size, device=batch.x.device).chunk(chunks):
+        for index in distributed.shard(size, batch.x.device).chunk(chunks):
             x, y = batch.x[index], batch.y[index]
             lengths = None if batch.lengths is None else batch.lengths[index]
             if lengths is not None:
                 x = x[:, : int(lengths.max())]
             with autocast(self.device, self.precision):
-                logits = self.model(x, lengths)
+                logits = self.train_model(x, lengths)
             loss = loss_fn(logits, y) * (len(index) / size)
-            loss.backward()
+            (loss * scale).backward()
             total += loss.detach()
         if self.hp.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.hp.grad_clip)
         self.optimizer.step()
+        if scale > 1:
+            torch.distributed.all_reduce(total)  # the loss of the whole batch, for logging and divergence
         self.out.train_samples += size
         self.out.train_tokens += int(batch.lengths.sum()) if batch.lengths is not None else size * batch.x.shape[1]
         return total.item()
