@@ -77,6 +77,7 @@ class _Check:
         else:
             self.result.status = "fail"
             text = str(exc) if isinstance(exc, ContractError | UserError) else f"{type(exc).__name__}: {exc}"
+            text = text if str(exc).strip() else type(exc).__name__
             self.result.detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         return True
 
@@ -92,6 +93,9 @@ class Report:
 
     def skip(self, component: str, name: str, why: str) -> None:
         self.results.append(CheckResult(component, name, "skip", why))
+
+    def failed_in(self, component: str) -> bool:
+        return any(r.component == component and r.status == "fail" for r in self.results)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)

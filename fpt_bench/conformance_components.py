@@ -89,6 +89,8 @@ def check_task(run: Conformance, report: Report, name: str, task: Any) -> None:
     with report.check(comp, "smoke cell") as c:
         if backbone is None or policy is None:
             raise Skip("no backbone with smoke_args or no policy is installed")
+        if report.failed_in(comp):
+            raise Skip("a check above failed")
         args = run.backbone_args(backbone, False)
         cell = run.smoke_cell(name, backbone, policy, task_args=run.args["task"], backbone_args=args)
         c.detail = f"{run.steps} steps with {backbone} + {policy}: test accuracy {cell[2].metrics.test_accuracy:.3f}"
@@ -201,6 +203,8 @@ def check_backbone(run: Conformance, report: Report, name: str, backbone: Any) -
     with report.check(comp, "smoke cell") as c:
         if task is None or policy is None:
             raise Skip("no built-in generated task or no policy is installed")
+        if report.failed_in(comp):
+            raise Skip("a check above failed")
         result = run.smoke_cell(task, name, policy, backbone_args=args)[2]
         c.detail = f"{run.steps} steps of {task} + {policy}: test accuracy {result.metrics.test_accuracy:.3f}"
 
@@ -211,7 +215,8 @@ def check_policy(run: Conformance, report: Report, name: str, policy: Any) -> No
     with report.check(comp, "spec and options") as c:
         _named(policy.spec, PolicySpec, name)
         options = policy.options(run.args["policy"])
-        c.detail = "trainable roles: " + ", ".join(sorted(r.value for r in policy.spec.trainable_roles))
+        roles = sorted(r.value for r in policy.spec.trainable_roles)
+        c.detail = "trainable roles: " + (", ".join(roles) or "(none)")
     if not c.ok:
         return
     own = set(run.host.plugins[run.host.policies.entry(name).origin].registered.get("backbone", []))
@@ -223,6 +228,8 @@ def check_policy(run: Conformance, report: Report, name: str, policy: Any) -> No
     with report.check(comp, "smoke cell") as c:
         if task is None or backbone is None:
             raise Skip("no built-in generated task or no backbone with smoke_args is installed")
+        if report.failed_in(comp):
+            raise Skip("a check above failed")
         result = run.smoke_cell(task, backbone, name, backbone_args=run.backbone_args(backbone, False),
                                 policy_args=run.args["policy"])[2]
         c.detail = f"{run.steps} steps of {task} on {backbone}: test accuracy {result.metrics.test_accuracy:.3f}"
