@@ -53,10 +53,15 @@ class BackboneModule(nn.Module):
 
 
 class Backbone:
-    """Base class for backbones. Subclasses set ``spec`` and ``Options`` and implement ``build``."""
+    """Base class for backbones. Subclasses set ``spec`` and ``Options`` and implement ``build``.
+
+    ``smoke_args`` are options that build a tiny instance (seconds on a CPU, nothing downloaded): ``fpt-bench
+    check-plugin`` and tests use them. ``None`` means there is no such size; ``{}`` means the defaults are tiny.
+    """
 
     spec: ClassVar[BackboneSpec]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    smoke_args: ClassVar[dict[str, Any] | None] = None
 
     def options(self, args: dict[str, Any]) -> BaseModel:
         from pydantic import ValidationError

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fpt_bench import cli_leaderboard
+from fpt_bench import cli_leaderboard, cli_plugins
 from fpt_bench.errors import UserError
 
 LIST_KINDS = {"tasks": "task", "backbones": "backbone", "policies": "policy", "suites": "suite",
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     hp.add_argument("--checkpoint-every", type=int)
     hp.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     hp.add_argument("--input-dropout", type=float, help="dropout after the input layer (paper: 0.1)")
+    cli_plugins.add_log_flag(how)
 
     plugins = sub.add_parser("plugins", help="list plugins with their distribution, version and errors")
     plugins.add_argument("--json", action="store_true")
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print (or write) the JSON Schema of result files")
     schema.add_argument("--output", type=Path)
+    cli_plugins.add_parser(sub)
     return parser
 
 
@@ -116,6 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fpt_bench.requirements import check_required_plugins
     from fpt_bench.runner import RunContext
 
+    cli_plugins.apply_log_flags(args.log)
     file_values = load_config_file(args.config) if args.config else {}
     config = build_run_config(file_values, _cli_values(args), str(args.config or ""))
     host = get_host()
@@ -210,7 +213,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "ls": cmd_ls, "schema": cmd_schema,
-            **dict.fromkeys(cli_leaderboard.COMMANDS, cli_leaderboard.run)}
+            **dict.fromkeys(cli_leaderboard.COMMANDS, cli_leaderboard.run),
+            "check-plugin": cli_plugins.run, "new-plugin": cli_plugins.run}
 
 
 def main(argv: list[str] | None = None) -> int:

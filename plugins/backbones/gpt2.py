@@ -94,6 +94,7 @@ class GPT2(Backbone):
         citation="Radford et al. Language Models are Unsupervised Multitask Learners. 2019.",
     )
     Options = GPT2Options
+    smoke_args = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2}
 
     def build(self, options: GPT2Options, max_len: int) -> GPT2Module:  # type: ignore[override]
         from transformers import GPT2Config, GPT2Model

@@ -1,0 +1,7 @@
+"""``python -m fpt_bench`` is the ``fpt-bench`` command."""
+
+import sys
+
+from fpt_bench.cli import main
+
+sys.exit(main())
