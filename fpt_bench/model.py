@@ -74,11 +74,27 @@ class FPTModel(nn.Module):
         for name, _ in self.output.named_parameters():
             roles[f"output.{name}"] = Role.OUTPUT
         backbone_roles = self.backbone.parameter_roles()
+        tagged = self._tagged_roles()
         for name, _ in self.backbone.named_parameters():
-            if name not in backbone_roles:
+            full = f"backbone.{name}"
+            if full in tagged:
+                roles[full] = tagged[full]
+            elif name in backbone_roles:
+                roles[full] = backbone_roles[name]
+            else:
                 raise RuntimeError(f"backbone parameter {name!r} has no role (a bug in the backbone plugin)")
-            roles[f"backbone.{name}"] = backbone_roles[name]
         return roles
+
+    def _tagged_roles(self) -> dict[str, Role]:
+        """Roles declared by modules themselves: a module with an ``fpt_role`` attribute (for example an
+        adapter that a freeze policy's ``transform`` inserted) gives that role to all its parameters."""
+        tagged: dict[str, Role] = {}
+        for module_name, module in self.named_modules():
+            role = getattr(module, "fpt_role", None)
+            if role is not None:
+                for name, _ in module.named_parameters():
+                    tagged[f"{module_name}.{name}" if module_name else name] = Role(role)
+        return tagged
 
     def parameter_layers(self) -> dict[str, int]:
         return {f"backbone.{k}": v for k, v in self.backbone.parameter_layers().items()}

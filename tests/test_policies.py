@@ -96,3 +96,17 @@ def test_pinned_counts_gpt2_base_bit_memory(base_bit_memory: FPTModel, policy: s
     counts = apply(base_bit_memory, policy)
     assert counts["total"] == 124_439_808 + 39_168 + 76_900
     assert (counts["trainable"], counts["trainable_reachable"]) == (trainable, reachable)
+
+
+def test_modules_added_by_a_policy_declare_their_own_role(tiny: FPTModel) -> None:
+    import torch
+
+    adapter = torch.nn.Linear(32, 4, bias=False)
+    adapter.fpt_role = Role.ADAPTER  # what a LoRA/adapter transform sets on the modules it adds
+    tiny.backbone.model.h[0].attn.adapter = adapter
+    try:
+        roles = tiny.parameter_roles()
+        assert roles["backbone.model.h.0.attn.adapter.weight"] == Role.ADAPTER
+        assert roles["backbone.model.h.0.attn.c_attn.weight"] == Role.ATTENTION
+    finally:
+        del tiny.backbone.model.h[0].attn.adapter
