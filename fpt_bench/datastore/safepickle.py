@@ -1,8 +1,9 @@
 """Unpickling untrusted files (downloaded pickles): only plain data comes back.
 
 A pickle can name any importable callable and call it; this unpickler admits only the builtin containers and
-scalars (which need no lookup), ``set``/``frozenset``/``bytearray``, and what numpy needs to rebuild arrays and
-scalars. Any other global (``os.system``, ``builtins.eval``, a class from some module) is refused.
+scalars (which need no lookup), ``set``/``frozenset``/``bytearray``, what numpy needs to rebuild arrays and
+scalars, and ``_codecs.encode`` restricted to latin-1 (how Python 3 writes bytes at protocol 2). Any other
+global (``os.system``, ``builtins.eval``, a class from some module) is refused.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ _BUILTINS = {("builtins", n) for n in ("set", "frozenset", "bytearray", "complex
 ALLOWED = _NUMPY | _BUILTINS
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not plain data")
+    return text.encode("latin1")
+
+
 class PlainDataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) not in ALLOWED:
             raise pickle.UnpicklingError(f"it refers to {module}.{name}, which is not plain data")
         if module.startswith("numpy.core"):
@@ -47,6 +56,6 @@ def load(handle: io.BufferedIOBase | io.BytesIO, where: str, encoding: str = "AS
         if "not plain data" in str(exc):
             raise CorruptFileError(f"{where}: refusing to unpickle: {exc} (only plain data is accepted: "
                                    f"containers, strings, numbers, bytes, numpy arrays)") from None
-        raise CorruptFileError(f"{where}: not a valid pickle ({exc})") from None
+        raise CorruptFileError(f"{where}: truncated or damaged pickle ({exc})") from None
     except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as exc:
         raise CorruptFileError(f"{where}: truncated or damaged pickle ({type(exc).__name__}: {exc})") from None

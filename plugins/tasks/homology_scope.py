@@ -142,6 +142,10 @@ class ScopeOptions(BaseModel):
     classes: str = Field(default="abcdefg", pattern=r"^[a-l]+$", description="SCOPe classes kept")
     max_len: int = Field(default=1024, ge=3, description="tokens kept per sequence (incl. <cls> and <sep>)")
     n_classes: int = Field(default=1300, gt=1, description="output size; at least the number of folds")
+    superfamily_holdout: float = Field(default=0.1, ge=0, lt=1, description="share of eligible superfamilies held out")
+    family_holdout: float = Field(default=0.1, ge=0, lt=1, description="share of eligible families held out")
+    valid_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="remaining domains drawn for valid")
+    in_family_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="remaining domains for test_in_family")
 
 
 class RemoteHomologySCOPe(Task):
@@ -182,7 +186,9 @@ class RemoteHomologySCOPe(Task):
 
         def build() -> RaggedTokens:
             domains = [d for d in read_astral(path) if d.sccs[0] in options.classes]
-            splits, labels, dropped = split_domains(domains, options.split_seed)
+            splits, labels, dropped = split_domains(domains, options.split_seed, options.superfamily_holdout,
+                                                    options.family_holdout, options.valid_fraction,
+                                                    options.in_family_fraction)
             if len(labels) > options.n_classes:
                 raise UserError(f"{path} has {len(labels)} folds in train, more than n_classes="
                                 f"{options.n_classes}; pass --task-args n_classes={len(labels)}")
