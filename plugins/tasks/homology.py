@@ -157,8 +157,7 @@ class RemoteHomology(Task):
         output=OutputSpec(n_classes=N_FOLDS, readout=Readout.LAST_NONPAD), bucket_by_length=True,
         val_split="valid", test_splits=TEST_SPLITS,
         paper=PaperHParams(lr=1e-4, batch_size=16, steps=100_000),
-        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=200,
-                                           test_examples=200)},
+        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=200)},
     )
 
     def resolve_spec(self, options: HomologyOptions) -> TaskSpec:  # type: ignore[override]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +188,8 @@ def write_splits(out_dir: Path, seed: int, sizes: dict[str, int] | None = None) 
     paths = {}
     for split in sorted(order, key=lambda s: s == "test"):
         path = out_dir / f"basic_{split}.tsv"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as handle:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=out_dir)
+        with os.fdopen(fd, "w", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
             writer.writerow(["Source", "Target"])
             chunk = rows[begin[split]:begin[split] + sizes[split]]
