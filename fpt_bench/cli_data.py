@@ -80,9 +80,9 @@ def task_status(task: Any, options: Any, data_dir: Path) -> dict[str, Any]:
     elif present < len(states):
         state, note = "missing", f"{len(states) - present} file(s) missing"
     else:
-        kinds = sorted({s.detail.split(" (imported")[0] for s in states})
-        origins = sorted({s.detail.split("(imported from ")[1].rstrip(")").rsplit("/", 1)[0]
-                          for s in states if "(imported from " in s.detail})
+        kinds = sorted({s.detail.split("; imported from ")[0] for s in states})
+        origins = sorted({s.detail.split("; imported from ")[1].rsplit("/", 1)[0]
+                          for s in states if "; imported from " in s.detail})
         note = "; ".join(kinds) + (f"; imported from {', '.join(origins)}" if origins else "")
         state = "ready"
     custom = getattr(task, "data_state", None)

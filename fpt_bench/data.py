@@ -146,7 +146,7 @@ def check_file(data_dir: Path, file: DataFile, manifest: Manifest | None = None)
         actual = manifest.checksum(rel, path, "md5")
         if actual == file.md5:
             source = manifest.origin(rel, path).get("source")
-            return FileState(file, "ok", path, "md5 matches" + (f" (imported from {source})" if source else ""),
+            return FileState(file, "ok", path, "md5 matches" + (f"; imported from {source}" if source else ""),
                              actual)
         problems.append(f"md5 {actual}, expected {file.md5}")
     if file.content_md5 and (path.suffix == ".gz" or not compressed):
@@ -155,7 +155,7 @@ def check_file(data_dir: Path, file: DataFile, manifest: Manifest | None = None)
         if actual == file.content_md5:
             how = "md5 of the decompressed content matches" if kind == "content_md5" else "md5 matches"
             source = manifest.origin(rel, path).get("source")
-            return FileState(file, "ok", path, how + (f" (imported from {source})" if source else ""), actual)
+            return FileState(file, "ok", path, how + (f"; imported from {source}" if source else ""), actual)
         problems.append(f"{'decompressed content ' if kind == 'content_md5' else ''}md5 {actual}, "
                         f"expected {file.content_md5}")
     origin = manifest.origin(rel, path)
