@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fpt_bench import cli_leaderboard, cli_plugins
+from fpt_bench import cli_data, cli_leaderboard, cli_plugins
 from fpt_bench.errors import UserError
 
 LIST_KINDS = {"tasks": "task", "backbones": "backbone", "policies": "policy", "suites": "suite",
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print (or write) the JSON Schema of result files")
     schema.add_argument("--output", type=Path)
     cli_plugins.add_parser(sub)
+    cli_data.add_parser(sub)
     return parser
 
 
@@ -154,8 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"done: {summary.count('ok')} ok, {summary.count('diverged')} diverged, {len(failed)} failed, "
           f"{summary.skipped} skipped")
     for o in failed:
-        first = (o.result.error or "").splitlines()[0] if o.result else ""
-        print(f"  failed: {o.cell.label()}: {first}", file=sys.stderr)
+        lines = (o.result.error or "").splitlines() if o.result else []
+        shown = lines if o.result and o.result.error_kind == "user" else lines[:1]  # user errors: the whole fix
+        print(f"  failed: {o.cell.label()}: " + "\n    ".join(shown), file=sys.stderr)
     if any(o.result and o.result.error_kind == "internal" for o in failed):
         return 1
     return 2 if failed else 0
@@ -212,7 +214,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "ls": cmd_ls, "schema": cmd_schema,
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "ls": cmd_ls, "schema": cmd_schema, "data": cli_data.run,
             **dict.fromkeys(cli_leaderboard.COMMANDS, cli_leaderboard.run),
             "check-plugin": cli_plugins.run, "new-plugin": cli_plugins.run}
 

@@ -106,6 +106,7 @@ class TaskSpec(Strict):
     generated: bool = False  # training data drawn on the fly from the seed (no files)
     val_split: str = "val"
     test_splits: list[str] = ["test"]
+    bucket_by_length: bool = False  # variable-length tasks: train on batches of similar length (less padding)
     paper: PaperHParams = PaperHParams()
     profiles: dict[str, HParamOverrides] = {}  # per-profile overrides for this task
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,12 +34,17 @@ class Batch:
 
 @dataclass
 class SplitData:
-    """A whole split as tensors (padded to the split's longest sequence when lengths vary)."""
+    """A whole split as tensors (padded to the split's longest sequence when lengths vary).
+
+    ``x`` may be stored compactly (uint8 pixels, uint8 token ids) with ``decode`` turning a batch of it into the
+    model's input on the batch's device (patching, normalising, ``long()``); ``batch`` applies it.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     lengths: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)  # provenance: source, checksums, generator seed
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -48,30 +54,41 @@ class SplitData:
         if n is None or n >= len(self):
             return self
         lengths = None if self.lengths is None else self.lengths[:n]
-        return SplitData(self.x[:n], self.y[:n], lengths, dict(self.info, subset=n))
+        return SplitData(self.x[:n], self.y[:n], lengths, dict(self.info, subset=n), self.decode)
 
     def to(self, device: torch.device | str) -> SplitData:
         lengths = None if self.lengths is None else self.lengths.to(device)
-        return SplitData(self.x.to(device), self.y.to(device), lengths, self.info)
+        return SplitData(self.x.to(device), self.y.to(device), lengths, self.info, self.decode)
 
     def batch(self, index: torch.Tensor) -> Batch:
         """Examples ``index``, padded to the longest of them (not the split's maximum)."""
         x, y = self.x[index], self.y[index]
-        if self.lengths is None:
-            return Batch(x, y)
-        lengths = self.lengths[index]
-        longest = int(lengths.max())
-        return Batch(x[:, :longest], y, lengths)
+        lengths = None
+        if self.lengths is not None:
+            lengths = self.lengths[index]
+            x = x[:, : int(lengths.max())]
+        if self.decode is not None:
+            x = self.decode(x)
+        return Batch(x, y, lengths)
 
 
 @dataclass(frozen=True)
 class DataFile:
-    """A file a task needs, where it goes (relative to the data directory) and how to check it."""
+    """A file a task needs, where it goes (relative to the data directory) and how to check it.
+
+    ``md5``/``size`` describe the file itself. A ``.gz`` file may also carry ``content_md5``, the md5 of its
+    decompressed bytes, so a recompressed copy still verifies. When the file comes out of an archive,
+    ``url`` is the archive's address, ``archive`` the archive's file name (kept under ``downloads/`` in the
+    data directory) and ``archive_md5`` its checksum; the archive's member path equals ``path``.
+    """
 
     path: str
     url: str = ""
     md5: str = ""
     size: int | None = None
+    content_md5: str = ""
+    archive: str = ""
+    archive_md5: str = ""
 
 
 class Task:

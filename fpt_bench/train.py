@@ -47,15 +47,42 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+BUCKET_POOL = 50  # with bucketing, batches come from pools of this many batches sorted by length
+
+
 class TrainingData:
     """Training batches as a pure function of the step: generated on the device, or drawn from a split held
-    on the device, shuffled per epoch with a seeded permutation."""
+    on the device, shuffled per epoch with a seeded permutation.
+
+    When the task asks for ``bucket_by_length`` (and the split has lengths), each epoch's permutation is cut
+    into pools of ``BUCKET_POOL`` batches, each pool sorted by length and cut into batches, and the batches
+    shuffled: similar lengths share a batch (less padding), and the batch of step ``s`` is still a pure
+    function of (seed, s). Such an epoch drops the ``n % batch_size`` examples its permutation puts last."""
 
     def __init__(self, task: Task, options: BaseModel, split: SplitData | None, seed: int,
                  batch_size: int, device: torch.device) -> None:
         self.task, self.options, self.split, self.seed = task, options, split, seed
         self.batch_size, self.device = batch_size, device
         self._perm: tuple[int, torch.Tensor] | None = None
+        self.bucketed = (split is not None and split.lengths is not None and len(split) >= batch_size
+                         and task.resolve_spec(options).bucket_by_length)
+
+    def _buckets(self, epoch: int) -> torch.Tensor:
+        """The epoch's batches, (n // batch_size, batch_size) indices, bucketed by length."""
+        if self._perm is None or self._perm[0] != epoch:
+            split, size = self.split, self.batch_size
+            assert split is not None and split.lengths is not None
+            n_batches = len(split) // size
+            perm = torch.randperm(len(split), generator=generator(derive_seed(self.seed, "order", epoch)))
+            perm = perm[: n_batches * size]
+            lengths = split.lengths.cpu()[perm]
+            pool = size * BUCKET_POOL
+            pieces = [perm[i:i + pool][torch.argsort(lengths[i:i + pool], stable=True)]
+                      for i in range(0, len(perm), pool)]
+            batches = torch.cat(pieces).view(n_batches, size)
+            order = torch.randperm(n_batches, generator=generator(derive_seed(self.seed, "buckets", epoch)))
+            self._perm = (epoch, batches[order].to(self.device))
+        return self._perm[1]
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if self._perm is None or self._perm[0] != epoch:
@@ -69,14 +96,18 @@ class TrainingData:
             g = generator(derive_seed(self.seed, "data", step), self.device)
             return self.task.sample(self.batch_size, g, self.options)
         n = len(self.split)
-        start = step * self.batch_size
-        pieces = []
-        while len(pieces) == 0 or sum(len(p) for p in pieces) < self.batch_size:
-            offset = start + sum(len(p) for p in pieces)
-            epoch, within = divmod(offset, n)
-            take = min(n - within, self.batch_size - sum(len(p) for p in pieces))
-            pieces.append(self._permutation(epoch)[within:within + take])
-        batch = self.split.batch(torch.cat(pieces))
+        if self.bucketed:
+            epoch, within = divmod(step, n // self.batch_size)
+            batch = self.split.batch(self._buckets(epoch)[within])
+        else:
+            start = step * self.batch_size
+            pieces = []
+            while len(pieces) == 0 or sum(len(p) for p in pieces) < self.batch_size:
+                offset = start + sum(len(p) for p in pieces)
+                epoch, within = divmod(offset, n)
+                take = min(n - within, self.batch_size - sum(len(p) for p in pieces))
+                pieces.append(self._permutation(epoch)[within:within + take])
+            batch = self.split.batch(torch.cat(pieces))
         g = generator(derive_seed(self.seed, "augment", step), self.device)
         batch.x = self.task.augment(batch.x, g, self.options)
         return batch
@@ -103,13 +134,17 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def evaluate(model: FPTModel, data: SplitData, batch_size: int, device: torch.device, precision: str) -> float:
-    """Accuracy over the whole split (every prediction of every example)."""
+    """Accuracy over the whole split (every prediction of every example). Variable-length examples are taken
+    in order of length, so each batch pads little (accuracy does not depend on the order)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     total = 0
+    order = torch.arange(len(data), device=data.x.device)
+    if data.lengths is not None:
+        order = torch.argsort(data.lengths, stable=True).to(data.x.device)
     for start in range(0, len(data), batch_size):
-        batch = data.batch(torch.arange(start, min(start + batch_size, len(data)), device=data.x.device))
+        batch = data.batch(order[start:start + batch_size])
         batch = batch.to(device)
         with autocast(device, precision):
             logits = model(batch.x, batch.lengths)

@@ -1,0 +1,99 @@
+"""Safe archive extraction: only regular files, only inside the destination, only the members asked for.
+
+A member whose name is absolute or climbs out with ``..``, a link, a device or a fifo is refused with an error
+naming the archive and the member; nothing is written outside the destination. Each file is written through a
+temporary name and renamed, so an interrupted extraction never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from fpt_bench.errors import CorruptFileError
+from fpt_bench.results import atomic_write
+
+
+def is_archive(path: Path) -> bool:
+    path = Path(path)
+    return path.is_file() and (tarfile.is_tarfile(path) or zipfile.is_zipfile(path))
+
+
+def safe_member_name(archive: Path, name: str) -> str:
+    """The member's normalised relative path, or CorruptFileError when it would leave the destination."""
+    clean = name.replace("\\", "/")
+    pure = PurePosixPath(clean)
+    if pure.is_absolute() or clean.startswith("/") or (pure.parts and ":" in pure.parts[0]):
+        raise CorruptFileError(f"{archive}: member {name!r} has an absolute path; refusing to extract")
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if ".." in parts:
+        raise CorruptFileError(f"{archive}: member {name!r} climbs out of the destination ('..'); refusing")
+    return "/".join(parts)
+
+
+def list_members(archive: Path) -> list[str]:
+    """Names of the regular files in ``archive`` (normalised; unsafe names raise)."""
+    return [name for name, _ in _files(Path(archive), None)]
+
+
+def _files(archive: Path, wanted: set[str] | None) -> Iterator[tuple[str, IO[bytes] | None]]:
+    """(normalised name, readable) for each regular file (readable only for wanted ones)."""
+    try:
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive, "r:*") as tar:
+                for member in tar:
+                    name = safe_member_name(archive, member.name)
+                    if member.isdir():
+                        continue
+                    selected = wanted is None or name in wanted
+                    if not member.isfile():
+                        if selected:
+                            kind = "a link" if member.issym() or member.islnk() else "not a regular file"
+                            raise CorruptFileError(f"{archive}: member {member.name!r} is {kind}; refusing")
+                        continue
+                    yield name, tar.extractfile(member) if selected else None
+        elif zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    name = safe_member_name(archive, info.filename)
+                    if info.is_dir():
+                        continue
+                    mode = (info.external_attr >> 16) & 0o170000
+                    selected = wanted is None or name in wanted
+                    if mode and mode != 0o100000 and selected:
+                        raise CorruptFileError(f"{archive}: member {info.filename!r} is not a regular file; refusing")
+                    yield name, zf.open(info) if selected else None
+        else:
+            raise CorruptFileError(f"{archive}: not a tar or zip archive")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise CorruptFileError(f"{archive}: damaged archive ({exc})") from None
+
+
+def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = None) -> list[Path]:
+    """Extract ``archive`` into ``dest``. ``members`` maps member names to output paths relative to ``dest``
+    (default: every regular file under its own name). Returns the written paths; a wanted member the archive
+    lacks is an error."""
+    archive, dest = Path(archive), Path(dest)
+    wanted = None if members is None else {safe_member_name(archive, m): out for m, out in members.items()}
+    root = dest.resolve()
+    written: list[Path] = []
+    for name, handle in _files(archive, None if wanted is None else set(wanted)):
+        if handle is None:
+            continue
+        rel = name if wanted is None else safe_member_name(archive, wanted[name])
+        target = dest / rel
+        if not target.resolve().is_relative_to(root):
+            raise CorruptFileError(f"{archive}: member {name!r} would land outside {dest}; refusing")
+        with handle:
+            atomic_write(target, lambda out, src=handle: shutil.copyfileobj(src, out, 1 << 20))
+        written.append(target)
+    if wanted is not None:
+        found = {p.relative_to(dest).as_posix() for p in written}
+        lacking = sorted(m for m, out in wanted.items() if out not in found)
+        if lacking:
+            raise CorruptFileError(f"{archive}: does not contain {', '.join(lacking)}")
+    return written
