@@ -236,7 +236,9 @@ class CellConfig(Strict):
     hparams: TrainHParams
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Hash of the values that differ from their defaults: a field added later with a default that keeps
+        the old behaviour leaves every existing cell's hash (and result path) unchanged."""
+        blob = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def label(self) -> str:
