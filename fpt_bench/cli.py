@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="rerun finished cells? missing (default): only failed or absent ones")
     how.add_argument("--executor", help="how cells are scheduled (default local)")
     how.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints of finished cells")
+    how.add_argument("--save-backbone", action="store_true", default=None,
+                     help="save each finished cell's trained backbone next to its result (safetensors); "
+                          "another cell loads it with --backbone-args weights=result:RESULT_JSON")
     progress = how.add_mutually_exclusive_group()
     progress.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
     progress.add_argument("--no-progress", action="store_false", dest="progress", help="never show it")
@@ -72,7 +75,7 @@ def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
 
     values: dict[str, Any] = {}
     for key in ("tasks", "suite", "backbone", "policy", "profile", "device", "output_dir", "data_dir",
-                "overwrite", "executor", "progress"):
+                "overwrite", "executor", "progress", "save_backbone"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if args.all_tasks:
@@ -111,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = host.executors.get(config.executor)
     ctx = RunContext(host=host, device=device, data_dir=resolve_data_dir(config.data_dir),
                      output_dir=config.output_dir, progress=config.progress,
-                     keep_checkpoints=args.keep_checkpoints)
+                     keep_checkpoints=args.keep_checkpoints, save_backbone=config.save_backbone)
     print(f"{len(cells)} cell(s) on {device}, results in {config.output_dir}/", flush=True)
     summary = run_sweep(cells, ctx, config.overwrite, executor)
     failed = [o for o in summary.outcomes if o.result is not None and o.result.status == "failed"]

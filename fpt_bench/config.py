@@ -36,6 +36,7 @@ class RunConfig(Strict):
     hparams: HParamOverrides = HParamOverrides()
     required_plugins: list[str] = []
     progress: bool | None = None
+    save_backbone: bool = False
 
     @field_validator("seeds")
     @classmethod

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from fpt_bench.backbone_checkpoint import backbone_path
 from fpt_bench.result_schema import CellResult
 from fpt_bench.results import result_path, should_run
 from fpt_bench.runner import RunContext, run_cell
@@ -63,7 +64,8 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, overwrite: str, executor
     todo = []
     for cell in cells:
         path = result_path(ctx.output_dir, cell)
-        if should_run(path, overwrite):
+        missing_backbone = ctx.save_backbone and overwrite != "never" and not backbone_path(path).exists()
+        if should_run(path, overwrite) or missing_backbone:
             todo.append((cell, path))
         else:
             summary.outcomes.append(CellOutcome(cell, path, None))

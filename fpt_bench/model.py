@@ -42,6 +42,9 @@ class FPTModel(nn.Module):
         self.backbone = backbone
         out = task.output
         self.output = nn.Linear(backbone.hidden_size, out.per_position * out.n_classes)
+        # modules a freeze policy's ``transform`` adds (LoRA, adapters); their parameters have role ``adapter``,
+        # and a module with an int attribute ``layer`` belongs to that backbone layer
+        self.adapters = nn.ModuleDict()
 
     # ------------------------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,10 +81,16 @@ class FPTModel(nn.Module):
             if name not in backbone_roles:
                 raise RuntimeError(f"backbone parameter {name!r} has no role (a bug in the backbone plugin)")
             roles[f"backbone.{name}"] = backbone_roles[name]
+        for name, _ in self.adapters.named_parameters():
+            roles[f"adapters.{name}"] = Role.ADAPTER
         return roles
 
     def parameter_layers(self) -> dict[str, int]:
-        return {f"backbone.{k}": v for k, v in self.backbone.parameter_layers().items()}
+        layers = {f"backbone.{k}": v for k, v in self.backbone.parameter_layers().items()}
+        for key, module in self.adapters.items():
+            if isinstance(getattr(module, "layer", None), int):
+                layers.update({f"adapters.{key}.{name}": module.layer for name, _ in module.named_parameters()})
+        return layers
 
     def parameter_counts(self, seq_len: int) -> dict[str, Any]:
         """Total and trainable counts, and trainable elements a sequence of ``seq_len`` can reach."""
