@@ -51,6 +51,11 @@ class BackboneModule(nn.Module):
         """Where the weights came from (recorded in the result)."""
         return {}
 
+    def architecture(self) -> dict[str, Any]:
+        """JSON-able description from which the backbone plugin can rebuild this module without its weights
+        (e.g. the model config); stored in backbone checkpoints (``--save-backbone``). Default: nothing."""
+        return {}
+
 
 class Backbone:
     """Base class for backbones. Subclasses set ``spec`` and ``Options`` and implement ``build``.

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--gpus-per-cell", type=float, help="ray executor: GPUs per cell, fractions allowed")
     how.add_argument("--cpus-per-cell", type=float, help="ray executor: CPUs per cell (default 1)")
     how.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints of finished cells")
+    how.add_argument("--save-backbone", action="store_true", default=None,
+                     help="save each finished cell's trained backbone next to its result (safetensors); "
+                          "another cell loads it with --backbone-args weights=result:RESULT_JSON")
     progress = how.add_mutually_exclusive_group()
     progress.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
     progress.add_argument("--no-progress", action="store_false", dest="progress", help="never show it")
@@ -86,7 +89,8 @@ def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
 
     values: dict[str, Any] = {}
     for key in ("tasks", "suite", "backbone", "policy", "profile", "device", "output_dir", "data_dir",
-                "overwrite", "executor", "progress", "workers", "ray_address", "gpus_per_cell", "cpus_per_cell"):
+                "overwrite", "executor", "progress", "workers", "ray_address", "gpus_per_cell", "cpus_per_cell",
+                "save_backbone"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if args.all_tasks:
@@ -144,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = RunContext(device=device, data_dir=resolve_data_dir(config.data_dir), output_dir=config.output_dir,
                      progress=config.progress, keep_checkpoints=args.keep_checkpoints, overwrite=config.overwrite,
                      workers=config.workers, ray_address=config.ray_address, gpus_per_cell=config.gpus_per_cell,
-                     cpus_per_cell=config.cpus_per_cell)
+                     cpus_per_cell=config.cpus_per_cell, save_backbone=config.save_backbone)
     print(f"{len(cells)} cell(s) on {device} ({config.executor} executor), results in {config.output_dir}/",
           flush=True)
     try:

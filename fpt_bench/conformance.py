@@ -196,8 +196,8 @@ class Conformance:
         self._cells += 1
         out = self.workdir / f"cells-{self._cells}"
         path = result_path(out, cell)
-        ctx = RunContext(host=self.host, device=self.device, data_dir=self.data_dir or self.workdir / "no-data",
-                         output_dir=out, progress=False)
+        ctx = RunContext(plugin_host=self.host, device=self.device, output_dir=out, progress=False,
+                         data_dir=self.data_dir or self.workdir / "no-data")
         result = run_cell(cell, path, ctx)
         read_result(path)  # the file validates against the result schema
         if result.status != "ok":

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fpt_bench import distributed
+from fpt_bench.backbone_checkpoint import backbone_path
 from fpt_bench.locks import CellLock
 from fpt_bench.result_schema import CellResult
 from fpt_bench.results import result_path, should_run
@@ -45,6 +46,14 @@ class Executor(Protocol):
     def run(self, cells: list[tuple[CellConfig, Path]], ctx: RunContext, report: Report) -> None: ...
 
 
+def needs_run(path: Path, ctx: RunContext) -> bool:
+    """Whether a cell must run: no finished result (per ``--overwrite``), or ``--save-backbone`` asks for a
+    backbone file that a finished cell did not save."""
+    if should_run(path, ctx.overwrite):
+        return True
+    return ctx.save_backbone and ctx.overwrite != "never" and not backbone_path(path).exists()
+
+
 def run_claimed(cell: CellConfig, path: Path, ctx: RunContext) -> CellOutcome:
     """Claim ``cell``, run it unless it finished meanwhile, release. Safe to call from any worker.
     Under torchrun, rank 0 claims and every rank follows its decision."""
@@ -53,7 +62,7 @@ def run_claimed(cell: CellConfig, path: Path, ctx: RunContext) -> CellOutcome:
     if distributed.is_main():
         if not lock.acquire():
             note = "running elsewhere"
-        elif ctx.overwrite != "always" and not should_run(path, ctx.overwrite):
+        elif ctx.overwrite != "always" and not needs_run(path, ctx):
             note = "finished elsewhere"
     note = distributed.broadcast(note)
     try:
@@ -138,7 +147,7 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Any, out: Any 
     out = out or sys.stdout
     summary = SweepSummary()
     paths = [result_path(ctx.output_dir, cell) for cell in cells]
-    runnable = distributed.broadcast([should_run(p, ctx.overwrite) for p in paths])  # rank 0 decides
+    runnable = distributed.broadcast([needs_run(p, ctx) for p in paths])  # rank 0 decides
     todo = []
     for cell, path, run in zip(cells, paths, runnable, strict=True):
         if run:

@@ -42,6 +42,9 @@ class FPTModel(nn.Module):
         self.backbone = backbone
         out = task.output
         self.output = nn.Linear(backbone.hidden_size, out.per_position * out.n_classes)
+        # modules a freeze policy's ``transform`` adds (LoRA, adapters); their parameters have role ``adapter``,
+        # and a module with an int attribute ``layer`` belongs to that backbone layer
+        self.adapters = nn.ModuleDict()
 
     # ------------------------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,6 +86,8 @@ class FPTModel(nn.Module):
                 roles[full] = backbone_roles[name]
             else:
                 raise RuntimeError(f"backbone parameter {name!r} has no role (a bug in the backbone plugin)")
+        for name, _ in self.adapters.named_parameters():
+            roles[f"adapters.{name}"] = Role.ADAPTER
         return roles
 
     def _tagged_roles(self) -> dict[str, Role]:
@@ -97,7 +102,11 @@ class FPTModel(nn.Module):
         return tagged
 
     def parameter_layers(self) -> dict[str, int]:
-        return {f"backbone.{k}": v for k, v in self.backbone.parameter_layers().items()}
+        layers = {f"backbone.{k}": v for k, v in self.backbone.parameter_layers().items()}
+        for key, module in self.adapters.items():
+            if isinstance(getattr(module, "layer", None), int):
+                layers.update({f"adapters.{key}.{name}": module.layer for name, _ in module.named_parameters()})
+        return layers
 
     def parameter_counts(self, seq_len: int) -> dict[str, Any]:
         """Total and trainable counts, and trainable elements a sequence of ``seq_len`` can reach."""

@@ -85,6 +85,9 @@ class Provenance(_Doc):
     seeds: dict[str, int] = Field(description="seeds derived from the cell seed: python, numpy, torch, data")
     data: dict[str, Any] = Field(default={}, description="data source, checksums or generator seeds per split")
     backbone: dict[str, Any] = Field(default={}, description="where the backbone weights came from")
+    saved_backbone: str | None = Field(
+        default=None, description="file name (in the result's folder) of the trained backbone saved with "
+        "--save-backbone (safetensors); load it with --backbone-args weights=result:RESULT_JSON")
     created_at: str = Field(description="UTC time the result was written (ISO 8601)")
 
 

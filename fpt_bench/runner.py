@@ -40,10 +40,13 @@ class RunContext:
     ray_address: str | None = None
     gpus_per_cell: float | None = None
     cpus_per_cell: float = 1.0
+    save_backbone: bool = False  # save the trained backbone of each ok cell next to its result
+
+    plugin_host: Host | None = None  # a host of one's own (conformance checks); default: the process's host
 
     @property
     def host(self) -> Host:
-        return get_host()
+        return self.plugin_host or get_host()
 
 
 @cache
@@ -85,6 +88,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     data_info: dict[str, object] = {}
     backbone_info: dict[str, object] = {}
     parameters = None
+    saved_backbone: str | None = None
     host.emit("fpt_bench_cell_started", cell=cell, result_path=result_file)
     try:
         hp = cell.hparams
@@ -123,6 +127,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         if ctx.keep_checkpoints:
             trainer.save_selected(selected_params_path(result_file))
         status, error, error_kind = outcome.status, outcome.error, None
+        if ctx.save_backbone and status == "ok":
+            saved_backbone = _save_backbone(model, result_file, cell, outcome)
         metrics = Metrics(curve=outcome.curve, **outcome.metrics)
     except UserError as exc:
         status, error, outcome, error_kind = "failed", str(exc), None, "user"
@@ -140,6 +146,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             torch=torch.__version__, transformers=_transformers_version(),
             platform=platform.platform(), git_hash=git_hash(), device=_device_name(device), precision=precision,
             config_hash=cell.config_hash(), seeds=seeds, data=_jsonable(data_info), backbone=_jsonable(backbone_info),
+            saved_backbone=saved_backbone,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         ),
     )
@@ -149,6 +156,21 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             checkpoint_path(result_file).unlink(missing_ok=True)
         host.emit("fpt_bench_cell_finished", cell=cell, result=result)
     return result
+
+
+def _save_backbone(model: FPTModel, result_file: Path, cell: CellConfig, outcome) -> str:  # type: ignore[no-untyped-def]
+    """Save the trained backbone (the parameters selected by validation) next to the result; returns its file
+    name, relative to the result's folder."""
+    from fpt_bench.backbone_checkpoint import backbone_path, save_backbone
+
+    path = backbone_path(result_file)
+    save_backbone(model, path, cell.backbone, {
+        "task": cell.task, "task_args": cell.task_args, "backbone_args": cell.backbone_args, "policy": cell.policy,
+        "policy_args": cell.policy_args, "seed": cell.seed, "profile": cell.profile,
+        "config_hash": cell.config_hash(), "step": outcome.metrics.get("best_step"), "steps": outcome.steps,
+        "result": result_file.name,
+    })
+    return path.name
 
 
 def _empty_metrics() -> Metrics:

@@ -1,8 +1,10 @@
-"""The paper's freeze policies (Lu et al. 2021, sections 3-4 and Tables 13-16), plus BitFit."""
+"""The paper's freeze policies (Lu et al. 2021, sections 3-4 and Tables 13-16), plus BitFit, fpt_layers and LoRA
+(``fpt_bench_plugins.lora``)."""
 
 from __future__ import annotations
 
 import torch
+from fpt_bench_plugins.lora import FPTLayers, LoRA
 
 from fpt_bench import FreezePolicy, LayerSelection, PolicySpec, Role, hookimpl
 from fpt_bench.model import FPTModel
@@ -60,6 +62,8 @@ POLICIES = [
             FPT | {R.FEEDFORWARD, R.ATTENTION}, {R.ATTENTION: LayerSelection(last=1)}),
     _policy("fpt_frozen_norm", "fpt with LayerNorm frozen (Table 16)", FPT - {R.NORM}),
     BitFit(),
+    FPTLayers(),
+    LoRA(),
 ]
 
 

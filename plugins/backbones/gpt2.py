@@ -1,18 +1,26 @@
 """GPT-2 (Radford et al. 2019) as a frozen backbone, called with ``inputs_embeds`` (its token embedding ``wte`` is
-never used). Sizes base/medium/large/xl; weights pretrained (hub id or local directory) or random (from the
-config alone: nothing is downloaded)."""
+never used). Sizes base/medium/large/xl; weights pretrained (hub id or local directory), random (from the
+config alone: nothing is downloaded), stats (Gaussian per tensor with the pretrained mean/std) or a harness
+checkpoint (``checkpoint:PATH`` / ``result:RESULT_JSON``)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench_plugins.backbones.weights import (
+    checkpoint_provenance,
+    load_pretrained,
+    model_from_config,
+    open_checkpoint,
+    stats_init_,
+    truncate_layers,
+)
+from pydantic import Field
 from torch import nn
 
-from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
+from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
 
 # size -> (hub id, layers, width, heads)
 SIZES: dict[str, tuple[str, int, int, int]] = {
@@ -22,22 +30,17 @@ SIZES: dict[str, tuple[str, int, int, int]] = {
     "xl": ("gpt2-xl", 48, 1600, 25),
 }
 
+ROLES = RoleMap(
+    layers="h",
+    layer=(("ln_1", Role.NORM), ("ln_2", Role.NORM), ("attn", Role.ATTENTION), ("mlp", Role.FEEDFORWARD)),
+    top=(("wte", Role.TOKEN_EMBEDDING), ("wpe", Role.POSITION), ("ln_f", Role.NORM)),
+)
 
-class GPT2Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+class GPT2Options(TransformerOptions):
     size: Literal["base", "medium", "large", "xl"] = "base"
-    weights: Literal["pretrained", "random"] = "pretrained"
     source: str | None = Field(default=None, description="hub id or local directory (default: the size's hub id)")
-    n_layers: int | None = Field(default=None, gt=0, description="keep only the first n blocks")
-    n_embd: int | None = Field(default=None, gt=0, description="width (weights=random only)")
-    n_head: int | None = Field(default=None, gt=0, description="attention heads (weights=random only)")
     dropout: float = Field(default=0.1, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> GPT2Options:
-        if self.weights == "pretrained" and (self.n_embd or self.n_head):
-            raise ValueError("n_embd and n_head only apply to weights=random (pretrained weights fix them)")
-        return self
 
 
 class GPT2Module(BackboneModule):
@@ -46,36 +49,23 @@ class GPT2Module(BackboneModule):
     def __init__(self, model: nn.Module, provenance: dict[str, Any]) -> None:
         super().__init__()
         self.model = model
-        config = model.config
+        self._provenance = provenance
+        self._sync()
+
+    def _sync(self) -> None:
+        config = self.model.config
         self.hidden_size = config.n_embd
         self.max_positions = config.n_positions
-        self.n_layers = len(model.h)
-        self._provenance = provenance
+        self.n_layers = len(self.model.h)
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
 
     def parameter_roles(self) -> dict[str, Role]:
-        m = self.model
-        groups: list[tuple[str, nn.Module, Role]] = [
-            ("model.wte", m.wte, Role.TOKEN_EMBEDDING),
-            ("model.wpe", m.wpe, Role.POSITION),
-            ("model.ln_f", m.ln_f, Role.NORM),
-        ]
-        for i, block in enumerate(m.h):
-            prefix = f"model.h.{i}"
-            groups += [
-                (f"{prefix}.ln_1", block.ln_1, Role.NORM),
-                (f"{prefix}.ln_2", block.ln_2, Role.NORM),
-                (f"{prefix}.attn", block.attn, Role.ATTENTION),
-                (f"{prefix}.mlp", block.mlp, Role.FEEDFORWARD),
-            ]
-        return {f"{prefix}.{name}": role for prefix, module, role in groups
-                for name, _ in module.named_parameters()}
+        return roles_from_structure(self, ROLES, prefix="model.")
 
     def parameter_layers(self) -> dict[str, int]:
-        return {f"model.h.{i}.{name}": i for i, block in enumerate(self.model.h)
-                for name, _ in block.named_parameters()}
+        return layers_of(self, ROLES, prefix="model.")
 
     def used_numel(self, seq_len: int) -> dict[str, int]:
         return {
@@ -86,11 +76,18 @@ class GPT2Module(BackboneModule):
     def provenance(self) -> dict[str, Any]:
         return self._provenance
 
+    def architecture(self) -> dict[str, Any]:
+        return {"kind": "gpt2", "config": self.model.config.to_dict()}
+
+    def truncate(self, n_layers: int | None, what: str) -> None:
+        self.model.config.n_layer = truncate_layers(self.model, "h", n_layers, what)
+        self._sync()
+
 
 class GPT2(Backbone):
     spec = BackboneSpec(
         name="gpt2",
-        description="GPT-2 base/medium/large/xl, pretrained on WebText or randomly initialised",
+        description="GPT-2 base/medium/large/xl: pretrained on WebText, random, stats-matched or a saved checkpoint",
         citation="Radford et al. Language Models are Unsupervised Multitask Learners. 2019.",
     )
     Options = GPT2Options
@@ -102,25 +99,34 @@ class GPT2(Backbone):
         hub_id, n_layer, n_embd, n_head = SIZES[options.size]
         source = options.source or hub_id
         drop = {"resid_pdrop": options.dropout, "embd_pdrop": options.dropout, "attn_pdrop": options.dropout}
-        if options.weights == "random":
+        weights = options.weight_source
+        what = source
+        if weights.kind == "random":
             config = GPT2Config(
                 n_layer=options.n_layers or n_layer, n_embd=options.n_embd or n_embd,
                 n_head=options.n_head or n_head, **drop,
             )
-            config._attn_implementation = "sdpa"
-            model = GPT2Model(config)
-            provenance: dict[str, Any] = {"weights": "random", "init": "transformers default (normal, std 0.02)"}
+            module = GPT2Module(model_from_config(GPT2Model, config),
+                                {"weights": "random", "init": "transformers default (normal, std 0.02)"})
+        elif weights.from_checkpoint:
+            checkpoint = open_checkpoint(weights, "gpt2")
+            config = GPT2Config.from_dict({**checkpoint.architecture["config"], **drop})
+            module = GPT2Module(model_from_config(GPT2Model, config), checkpoint_provenance(checkpoint))
+            checkpoint.load_into(module)
+            what = str(checkpoint.path)
         else:
             model = load_pretrained(GPT2Model, source, drop)
-            if options.n_layers is not None:
-                if options.n_layers > len(model.h):
-                    raise UserError(f"n_layers={options.n_layers}, but {source} has only {len(model.h)} layers")
-                model.h = nn.ModuleList(list(model.h)[: options.n_layers])
-                model.config.n_layer = options.n_layers
-            provenance = {"weights": "pretrained", "source": source}
-        if max_len > model.config.n_positions:
-            provenance["extended_positions"] = extend_positions(model, max_len)
-        return GPT2Module(model, provenance)
+            provenance: dict[str, Any] = {"weights": weights.kind, "source": source}
+            if weights.kind == "stats":
+                provenance["tensors_redrawn"] = stats_init_(model)
+                provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
+            module = GPT2Module(model, provenance)
+        if weights.kind != "random":
+            module.truncate(options.n_layers, what)
+        if max_len > module.model.config.n_positions:
+            module._provenance["extended_positions"] = extend_positions(module.model, max_len)
+            module._sync()
+        return module
 
 
 def extend_positions(model: nn.Module, max_len: int) -> dict[str, int]:
@@ -135,25 +141,6 @@ def extend_positions(model: nn.Module, max_len: int) -> dict[str, int]:
     before = model.config.n_positions
     model.config.n_positions = max_len
     return {"from": before, "to": max_len}
-
-
-def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any]) -> nn.Module:
-    """``from_pretrained`` for a hub id or a local directory, with one clear error when weights are missing."""
-    is_dir = Path(source).expanduser().is_dir()
-    try:
-        return model_class.from_pretrained(
-            str(Path(source).expanduser()) if is_dir else source, attn_implementation="sdpa",
-            trust_remote_code=False, **config_overrides,
-        )
-    except (OSError, ValueError) as exc:
-        cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
-        where = f"the local directory {source}" if is_dir else (
-            f"the Hugging Face cache ({cache}) and the hub (id {source!r})")
-        raise UserError(
-            f"could not load pretrained weights from {where}: {str(exc).splitlines()[0]}. "
-            f"Offline, download them elsewhere (`huggingface-cli download {source}`) and copy the directory "
-            f"here, then pass --backbone-args source=/path/to/that/dir; or use weights=random"
-        ) from None
 
 
 @hookimpl

