@@ -78,6 +78,15 @@ def test_each_example_component_runs_a_cell(component: str, example: Path, tmp_p
     assert [p.step for p in result.metrics.curve] == [2, 4]
     assert 0.0 <= result.metrics.test_accuracy <= 1.0
     assert result.provenance.plugins["example"] == "0.1.0"
+    # the plugin's results join the leaderboard like built-in ones
+    from fpt_bench.leaderboard.collect import build_table, load_results
+    from fpt_bench.leaderboard.render import long_records
+
+    loaded, refused = load_results([tmp_path])
+    assert refused == [] and len(loaded) == 1
+    records = long_records(build_table(loaded, layout="long"))
+    assert len(records) == 1
+    assert fields["task"] in json.dumps(records[0]) and fields["backbone"] in json.dumps(records[0])
 
 
 @pytest.mark.parametrize(("required", "message"), [
