@@ -70,8 +70,10 @@ def read_result(path: Path) -> CellResult:
     try:
         raw = Path(path).read_text(encoding="utf-8")
         data = json.loads(raw)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8, an integer of over 4300 digits
         raise CorruptFileError(f"{path}: not a readable result file ({exc})") from None
+    except RecursionError:
+        raise CorruptFileError(f"{path}: not a readable result file (JSON nested too deeply)") from None
     try:
         return CellResult.model_validate(data)
     except ValidationError as exc:
