@@ -57,7 +57,10 @@ for _i, _letter in enumerate(IUPAC[5:], start=5):
 
 def encode_protein(sequence: str) -> np.ndarray:
     """``<cls>`` + residue ids + ``<sep>`` (upper-cased); ValueError naming an unknown residue."""
-    raw = sequence.upper().encode("ascii", errors="replace")
+    if not sequence.isascii():  # before upper(): 'ß'.upper() is 'SS', which would pass for two residues
+        at = next(i for i, c in enumerate(sequence) if not c.isascii())
+        raise ValueError(f"unknown residue {sequence[at]!r} at position {at + 1} (IUPAC letters only)")
+    raw = sequence.upper().encode("ascii")
     ids = _RESIDUE_IDS[np.frombuffer(raw, dtype=np.uint8)]
     if (ids == 255).any():
         at = int(np.argmax(ids == 255))
