@@ -99,6 +99,13 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
     except lmdb.Error as exc:
         raise CorruptFileError(f"{folder}: not a readable LMDB directory ({exc})") from None
     try:
+        # LMDB maps the file and trusts it: reading a page past the end of a truncated copy is a bus error that
+        # kills the process. The meta page says how many pages there are; the file must hold them all.
+        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        size = (folder / "data.mdb").stat().st_size
+        if size < needed:
+            raise CorruptFileError(f"{folder / 'data.mdb'}: truncated: {size} bytes, its LMDB header says "
+                                   f"{needed} (an interrupted copy? fetch or import it again)")
         with env.begin(write=False) as txn:
             raw = txn.get(b"num_examples")
             if raw is None:
@@ -112,7 +119,7 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
                 if value is None:
                     raise CorruptFileError(f"{folder}: record {i} is missing (num_examples says {count})")
                 records.append(safepickle.loads(value, f"{folder} [record {i}]"))
-    except lmdb.Error as exc:
+    except (lmdb.Error, OSError) as exc:
         raise CorruptFileError(f"{folder}: damaged LMDB file ({exc})") from None
     finally:
         env.close()
