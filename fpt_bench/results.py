@@ -97,6 +97,27 @@ def should_run(path: Path, overwrite: str) -> bool:
         return True
 
 
+def remove_leftovers(result: Path, keep_checkpoint: bool = True) -> list[Path]:
+    """Remove what dead writers of this cell (SIGKILL, power loss) left: the temporary files of interrupted
+    atomic writes and, unless ``keep_checkpoint``, the checkpoint of a cell whose result is finished (a writer
+    killed between writing the result and removing its checkpoint). Call it only while holding the cell's lock
+    (then no live writer owns a temporary file). Returns the removed paths."""
+    result = Path(result)
+    names = (result.name, checkpoint_path(result).name, selected_params_path(result).name)
+    doomed = [p for name in names for p in result.parent.glob(f".{name}.*.tmp")]
+    ckpt = checkpoint_path(result)
+    if not keep_checkpoint and ckpt.exists():
+        try:
+            finished = read_result(result).status != "failed"
+        except CorruptFileError:
+            finished = False
+        if finished:
+            doomed.append(ckpt)
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
 def iter_results(root: Path) -> Iterator[tuple[Path, CellResult | CorruptFileError]]:
     for path in sorted(Path(root).rglob("*.json")):
         try:
