@@ -131,6 +131,8 @@ def read_json(path: Path) -> list[dict[str, Any]]:
         records = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CorruptFileError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CorruptFileError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(records, list):
         raise CorruptFileError(f"{path}: expected a JSON list of records, found {type(records).__name__}")
     return records
