@@ -41,6 +41,7 @@ class RunConfig(Strict):
     lr_sweep: list[float] = []  # several learning rates: one cell per rate (a grid dimension)
     required_plugins: list[str] = []
     progress: bool | None = None
+    deterministic: bool = False  # deterministic algorithms (CUDA); recorded in each result's provenance
 
     @field_validator("seeds")
     @classmethod
