@@ -12,6 +12,7 @@ import random
 import signal
 from pathlib import Path
 
+from conftest import run_cli
 from reliability_support import PHASES, Fault, Reader, checkpoint_step, run_child, tally
 
 from fpt_bench.results import checkpoint_path, read_result, result_path
@@ -97,6 +98,15 @@ def test_sigkill_loop_resumes_exactly_and_never_exposes_a_partial_file(tmp_path:
         assert result.metrics == expected  # bit-identical, learning curve included
         leftovers = sorted(p.name for p in out.rglob("*") if p.is_file() and p.suffix != ".json")
         assert leftovers == [], "temporary files, checkpoints or locks left behind"
+    # a writer killed between writing the result and removing its checkpoint (and one killed mid-write) left
+    # these next to a finished cell: the next sweep that skips the cell tidies them, under the cell's lock
+    result = only_result(out_a)
+    leftovers = [checkpoint_path(result), result.with_name(f".{result.name}.x1y2.tmp"),
+                 result.with_name(f".{checkpoint_path(result).name}.z3.tmp")]
+    for path in leftovers:
+        path.write_bytes(b"left by a killed writer")
+    assert run_cli(*argv(out_a, 0))[0] == 0
+    assert not any(path.exists() for path in leftovers) and read_result(result).metrics == expected_a
     assert reader.partial == [], "a reader saw a partial file"
     assert reader.lost == [], "a finished result disappeared"
     assert reader.versions >= len(done)  # it did look: checkpoints and results, version after version

@@ -522,3 +522,12 @@ def test_archives(tmp_path: Path, blob: bytes) -> None:
     assert outside == [] and not (tmp_path / "up.txt").exists() and not Path("/abs.txt").exists()
     for path in written or []:
         assert path.resolve().is_relative_to(dest.resolve())
+
+
+@pytest.mark.parametrize("blob", [b"suites = " + b"[" * 3000 + b"]" * 3000, b"\xff\xfe", b"suites = 3",
+                                  b"overrides = {run_args = {a = 1}}"])
+def test_leaderboard_toml(tmp_path: Path, blob: bytes) -> None:
+    from fpt_bench.leaderboard.page import load_config
+
+    (tmp_path / "leaderboard.toml").write_bytes(blob)
+    check("leaderboard.toml", tmp_path / "leaderboard.toml", lambda: load_config(tmp_path))
