@@ -155,7 +155,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             resume = f"; its checkpoint {kept} is kept, so a rerun resumes" if kept.exists() else ""
             raise ResultWriteError(
                 f"could not write the result of {cell.label()} to {result_file}: {exc.strerror or exc} "
-                f"({previous}{resume}). Free some space and run the same command again") from None
+                f"({previous}{resume}). Free some space (or make the folder writable) and run the same command "
+                f"again") from None
         if status != "failed" and not ctx.keep_checkpoints:
             checkpoint_path(result_file).unlink(missing_ok=True)
         host.emit("fpt_bench_cell_finished", cell=cell, result=result)
