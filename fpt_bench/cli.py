@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--save-backbone", action="store_true", default=None,
                      help="save each finished cell's trained backbone next to its result (safetensors); "
                           "another cell loads it with --backbone-args weights=result:RESULT_JSON")
+    how.add_argument("--deterministic", action="store_true", default=None, help="deterministic algorithms "
+                     "(CUDA kernels that sum in a fixed order; slower); recorded in each result")
     progress = how.add_mutually_exclusive_group()
     progress.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
     progress.add_argument("--no-progress", action="store_false", dest="progress", help="never show it")
@@ -90,7 +95,7 @@ def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key in ("tasks", "suite", "backbone", "policy", "profile", "device", "output_dir", "data_dir",
                 "overwrite", "executor", "progress", "workers", "ray_address", "gpus_per_cell", "cpus_per_cell",
-                "save_backbone"):
+                "save_backbone", "deterministic"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if args.all_tasks:
@@ -113,10 +118,22 @@ def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+@contextlib.contextmanager
+def _naming_config_file(path: Path | None) -> Iterator[None]:
+    """Add the config file to a user error raised inside (a value in it may be the cause)."""
+    try:
+        yield
+    except UserError as exc:
+        if path is not None:
+            exc.args = (f"{exc} (the run's settings come from {path} and the command line)",)
+        raise
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from fpt_bench import distributed
     from fpt_bench.config import build_run_config, expand_cells, load_config_file, resolve_device
     from fpt_bench.data import resolve_data_dir
+    from fpt_bench.determinism import prepare_environment
     from fpt_bench.executors import run_sweep
     from fpt_bench.plugins import get_host
     from fpt_bench.profiles import default_profile
@@ -126,29 +143,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     cli_plugins.apply_log_flags(args.log)
     file_values = load_config_file(args.config) if args.config else {}
     config = build_run_config(file_values, _cli_values(args), str(args.config or ""))
-    host = get_host()
-    host.warn_errors()
-    check_required_plugins(config.required_plugins, host)
-    device = resolve_device(config.device)
-    if distributed.launched():  # under torchrun: one data-parallel process per device
-        if config.executor != "local" or config.workers != 1:
-            raise UserError("under torchrun use the local executor with one worker (each cell is data-parallel)")
-        device = distributed.init(device)
-        if not distributed.is_main():
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 alone reports
-    if config.profile is None:
-        print(f"profile: {default_profile(device)} (default on {device}; choose with --profile)")
-    unavailable: list[str] = []
-    cells = expand_cells(config, host, device, unavailable)
-    for line in unavailable:
-        print(f"skip  {line}", file=sys.stderr)
-    if not cells:
-        raise UserError(f"no cell of suite {config.suite!r} can run here (see the reasons above)")
-    executor = host.executors.get(config.executor)
-    ctx = RunContext(device=device, data_dir=resolve_data_dir(config.data_dir), output_dir=config.output_dir,
-                     progress=config.progress, keep_checkpoints=args.keep_checkpoints, overwrite=config.overwrite,
-                     workers=config.workers, ray_address=config.ray_address, gpus_per_cell=config.gpus_per_cell,
-                     cpus_per_cell=config.cpus_per_cell, save_backbone=config.save_backbone)
+    with _naming_config_file(args.config):  # a bad value from the file: say which file
+        host = get_host()
+        host.warn_errors()
+        check_required_plugins(config.required_plugins, host)
+        prepare_environment(config.deterministic)  # before any CUDA work: cuBLAS reads it once
+        device = resolve_device(config.device)
+        if distributed.launched():  # under torchrun: one data-parallel process per device
+            if config.executor != "local" or config.workers != 1:
+                raise UserError("under torchrun use the local executor with one worker (each cell is data-parallel)")
+            device = distributed.init(device)
+            if not distributed.is_main():
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 alone reports
+        if config.profile is None:
+            print(f"profile: {default_profile(device)} (default on {device}; choose with --profile)")
+        unavailable: list[str] = []
+        cells = expand_cells(config, host, device, unavailable)
+        for line in unavailable:
+            print(f"skip  {line}", file=sys.stderr)
+        if not cells:
+            raise UserError(f"no cell of suite {config.suite!r} can run here (see the reasons above)")
+        executor = host.executors.get(config.executor)
+        ctx = RunContext(device=device, data_dir=resolve_data_dir(config.data_dir), output_dir=config.output_dir,
+                         progress=config.progress, keep_checkpoints=args.keep_checkpoints, overwrite=config.overwrite,
+                         workers=config.workers, ray_address=config.ray_address, gpus_per_cell=config.gpus_per_cell,
+                         cpus_per_cell=config.cpus_per_cell, deterministic=config.deterministic,
+                         save_backbone=config.save_backbone)
     print(f"{len(cells)} cell(s) on {device} ({config.executor} executor), results in {config.output_dir}/",
           flush=True)
     try:
@@ -242,6 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fpt-bench: interrupted (finished cells are kept; a rerun resumes the rest)", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"fpt-bench: error: no space left on the device{where} ({exc.strerror}); files are written "
+              "atomically, so what was there before is intact. Free some space and run the command again",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ class RunConfig(Strict):
     required_plugins: list[str] = []
     progress: bool | None = None
     save_backbone: bool = False
+    deterministic: bool = False  # deterministic algorithms (CUDA); recorded in each result's provenance
 
     @field_validator("seeds")
     @classmethod
@@ -66,14 +67,23 @@ def load_config_file(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise UserError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8 text
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"config file {path} is not valid TOML: nested too deeply") from None
+    except OSError as exc:  # a folder, no permission
+        raise UserError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def build_run_config(file_values: dict[str, Any], cli_values: dict[str, Any], source: str = "") -> RunConfig:
     """Merge a config file's values with command-line values (the command line wins)."""
+    where = f" in {source}" if source else ""
     merged = dict(file_values)
-    hp = dict(merged.pop("hparams", {}) or {})
+    hp = merged.pop("hparams", {}) or {}
+    if not isinstance(hp, dict):
+        raise UserError(f"bad run configuration{where}: hparams must be a table (key = value pairs), "
+                        f"not {type(hp).__name__}")
+    hp = dict(hp)
     cli = dict(cli_values)
     hp.update(cli.pop("hparams", {}) or {})
     merged.update(cli)
@@ -87,7 +97,6 @@ def build_run_config(file_values: dict[str, Any], cli_values: dict[str, Any], so
     try:
         return RunConfig(**merged)
     except ValidationError as exc:
-        where = f" in {source}" if source else ""
         raise UserError(f"bad run configuration{where}: {brief_validation_error(exc)}") from None
 
 

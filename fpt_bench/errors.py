@@ -22,3 +22,7 @@ class DataMissingError(UserError):
 
 class CorruptFileError(UserError):
     """A file exists but is not in the expected format (wrong magic, truncated, bad checksum...)."""
+
+
+class ResultWriteError(UserError):
+    """A result file could not be written (a full disk, no permission): the sweep stops, nothing is lost."""

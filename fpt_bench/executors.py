@@ -22,7 +22,7 @@ from fpt_bench import distributed
 from fpt_bench.backbone_checkpoint import backbone_path
 from fpt_bench.locks import CellLock
 from fpt_bench.result_schema import CellResult
-from fpt_bench.results import result_path, should_run
+from fpt_bench.results import checkpoint_path, remove_leftovers, result_path, should_run
 from fpt_bench.runner import RunContext, run_cell
 from fpt_bench.specs import BackboneSpec, CellConfig
 
@@ -64,6 +64,9 @@ def run_claimed(cell: CellConfig, path: Path, ctx: RunContext) -> CellOutcome:
             note = "running elsewhere"
         elif ctx.overwrite != "always" and not needs_run(path, ctx):
             note = "finished elsewhere"
+            remove_leftovers(path, keep_checkpoint=ctx.keep_checkpoints)
+        else:
+            remove_leftovers(path)  # temporary files of a writer that was killed: ours now, under the lock
     note = distributed.broadcast(note)
     try:
         if note:
@@ -131,6 +134,17 @@ def _worker_run(cell_data: dict[str, Any], path: str, ctx: RunContext) -> CellOu
     return outcome
 
 
+def _tidy(path: Path) -> None:
+    """A finished cell whose checkpoint is still there (its writer was killed after writing the result): remove
+    the leftovers, under the cell's lock (skipped when someone else holds it)."""
+    lock = CellLock(path)
+    if lock.acquire():
+        try:
+            remove_leftovers(path, keep_checkpoint=False)
+        finally:
+            lock.release()
+
+
 @dataclass
 class SweepSummary:
     outcomes: list[CellOutcome] = field(default_factory=list)
@@ -155,6 +169,8 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Any, out: Any 
         else:
             summary.outcomes.append(CellOutcome(cell, path, None, "done"))
             print(f"skip  {cell.label()}  (done: {path})", file=out)
+            if distributed.is_main() and not ctx.keep_checkpoints and checkpoint_path(path).exists():
+                _tidy(path)
     total, started = len(todo), time.perf_counter()
 
     def report(outcome: CellOutcome) -> None:

@@ -69,6 +69,11 @@ class Timing(_Doc):
     tokens_per_second: float = Field(description="training tokens per training second")
     eval_samples_per_second: float | None = Field(default=None, description="evaluation examples per second")
     resumed_from_step: int | None = Field(default=None, description="checkpoint step this attempt resumed from")
+    micro_batch_size: int | None = Field(
+        default=None, description="examples per forward/backward pass (per process) at the end of training: "
+                                  "batch_size / grad_accum, or less after out-of-memory backoffs")
+    oom_backoffs: int = Field(default=0, description="times out-of-memory halved the micro-batch in this attempt "
+                                                     "(the step is retried with the same batch and seeds)")
 
 
 class Provenance(_Doc):
@@ -89,6 +94,8 @@ class Provenance(_Doc):
         default=None, description="file name (in the result's folder) of the trained backbone saved with "
         "--save-backbone (safetensors); load it with --backbone-args weights=result:RESULT_JSON")
     created_at: str = Field(description="UTC time the result was written (ISO 8601)")
+    deterministic: bool = Field(default=False, description="run with --deterministic: torch deterministic "
+                                                            "algorithms, CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning")
 
 
 class CellResult(_Doc):

@@ -70,8 +70,10 @@ def read_result(path: Path) -> CellResult:
     try:
         raw = Path(path).read_text(encoding="utf-8")
         data = json.loads(raw)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8, an integer of over 4300 digits
         raise CorruptFileError(f"{path}: not a readable result file ({exc})") from None
+    except RecursionError:
+        raise CorruptFileError(f"{path}: not a readable result file (JSON nested too deeply)") from None
     try:
         return CellResult.model_validate(data)
     except ValidationError as exc:
@@ -93,6 +95,27 @@ def should_run(path: Path, overwrite: str) -> bool:
         return read_result(path).status == "failed"
     except CorruptFileError:
         return True
+
+
+def remove_leftovers(result: Path, keep_checkpoint: bool = True) -> list[Path]:
+    """Remove what dead writers of this cell (SIGKILL, power loss) left: the temporary files of interrupted
+    atomic writes and, unless ``keep_checkpoint``, the checkpoint of a cell whose result is finished (a writer
+    killed between writing the result and removing its checkpoint). Call it only while holding the cell's lock
+    (then no live writer owns a temporary file). Returns the removed paths."""
+    result = Path(result)
+    names = (result.name, checkpoint_path(result).name, selected_params_path(result).name)
+    doomed = [p for name in names for p in result.parent.glob(f".{name}.*.tmp")]
+    ckpt = checkpoint_path(result)
+    if not keep_checkpoint and ckpt.exists():
+        try:
+            finished = read_result(result).status != "failed"
+        except CorruptFileError:
+            finished = False
+        if finished:
+            doomed.append(ckpt)
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
 
 
 def iter_results(root: Path) -> Iterator[tuple[Path, CellResult | CorruptFileError]]:

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from fpt_bench import __version__, distributed
-from fpt_bench.errors import UserError
+from fpt_bench.determinism import deterministic_algorithms
+from fpt_bench.errors import ResultWriteError, UserError
 from fpt_bench.model import FPTModel
 from fpt_bench.plugins import Host, get_host
 from fpt_bench.progress import Progress
@@ -41,6 +42,7 @@ class RunContext:
     gpus_per_cell: float | None = None
     cpus_per_cell: float = 1.0
     save_backbone: bool = False  # save the trained backbone of each ok cell next to its result
+    deterministic: bool = False  # torch.use_deterministic_algorithms for every cell (fpt_bench.determinism)
 
     plugin_host: Host | None = None  # a host of one's own (conformance checks); default: the process's host
 
@@ -123,7 +125,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             on_eval=lambda step, metrics: host.emit("fpt_bench_cell_evaluated", cell=cell, step=step,
                                                     metrics=metrics),
         )
-        outcome = trainer.run()
+        with deterministic_algorithms(ctx.deterministic):
+            outcome = trainer.run()
         if ctx.keep_checkpoints:
             trainer.save_selected(selected_params_path(result_file))
         status, error, error_kind = outcome.status, outcome.error, None
@@ -147,11 +150,20 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             platform=platform.platform(), git_hash=git_hash(), device=_device_name(device), precision=precision,
             config_hash=cell.config_hash(), seeds=seeds, data=_jsonable(data_info), backbone=_jsonable(backbone_info),
             saved_backbone=saved_backbone,
-            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), deterministic=ctx.deterministic,
         ),
     )
     if distributed.is_main():  # under torchrun, rank 0 alone writes
-        write_result(result_file, result)
+        try:
+            write_result(result_file, result)
+        except OSError as exc:
+            previous = "the previous result there is intact" if result_file.exists() else "no result was written"
+            kept = checkpoint_path(result_file)
+            resume = f"; its checkpoint {kept} is kept, so a rerun resumes" if kept.exists() else ""
+            raise ResultWriteError(
+                f"could not write the result of {cell.label()} to {result_file}: {exc.strerror or exc} "
+                f"({previous}{resume}). Free some space (or make the folder writable) and run the same command "
+                f"again") from None
         if status != "failed" and not ctx.keep_checkpoints:
             checkpoint_path(result_file).unlink(missing_ok=True)
         host.emit("fpt_bench_cell_finished", cell=cell, result=result)
@@ -188,7 +200,8 @@ def _timing(outcome, wall: float) -> Timing:  # type: ignore[no-untyped-def]
         steps=outcome.steps, steps_per_second=outcome.steps / train if outcome.steps else 0.0,
         samples_per_second=outcome.train_samples / train, tokens_per_second=outcome.train_tokens / train,
         eval_samples_per_second=outcome.eval_samples / outcome.eval_seconds if outcome.eval_seconds else None,
-        resumed_from_step=outcome.resumed_from_step,
+        resumed_from_step=outcome.resumed_from_step, micro_batch_size=outcome.micro_batch,
+        oom_backoffs=outcome.oom_backoffs,
     )
 
 

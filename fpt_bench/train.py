@@ -4,12 +4,18 @@ selection on validation, divergence detection, checkpoints and exact resume.
 Every step is a function of (cell seed, step, parameters, optimizer state): the batch and the dropout masks
 of step ``s`` come from seeds derived from ``s``, so a run resumed from a checkpoint continues exactly as an
 uninterrupted one would.
+
+Out of memory during a step (CUDA, or any device whose error says "out of memory") backs off: the step is
+retried from scratch with the same batch and seeds, cut into twice as many accumulation chunks (half the
+micro-batch; the effective batch is unchanged), down to a micro-batch of one example. The number of chunks
+is kept in checkpoints and the final micro-batch is recorded in the result.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +27,8 @@ from pydantic import BaseModel
 from torch.nn import functional as F
 
 from fpt_bench import distributed
+from fpt_bench.errors import UserError
+from fpt_bench.failures import is_out_of_memory, os_error
 from fpt_bench.model import FPTModel
 from fpt_bench.progress import Progress
 from fpt_bench.results import atomic_write
@@ -126,6 +134,8 @@ class TrainOutcome:
     train_tokens: int = 0
     eval_samples: int = 0
     resumed_from_step: int | None = None
+    micro_batch: int | None = None  # examples per forward/backward on this process at the end
+    oom_backoffs: int = 0  # times out-of-memory halved the micro-batch (in this attempt)
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -173,6 +183,7 @@ class Trainer:
             kwargs["foreach"] = True
         self.optimizer = torch.optim.Adam(self.params, **kwargs)
         self.out = TrainOutcome()
+        self.chunks = self.hp.grad_accum  # accumulation chunks per step; doubled when a step runs out of memory
         self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         self._loss_sum = 0.0
         self._loss_n = 0
@@ -191,9 +202,17 @@ class Trainer:
             "curve": self.out.curve, "loss_sum": self._loss_sum, "loss_n": self._loss_n,
             "train_seconds": self.out.train_seconds, "eval_seconds": self.out.eval_seconds,
             "train_samples": self.out.train_samples, "train_tokens": self.out.train_tokens,
-            "eval_samples": self.out.eval_samples,
+            "eval_samples": self.out.eval_samples, "grad_chunks": self.chunks,
         }
-        atomic_write(self.checkpoint, lambda handle: torch.save(state, handle))
+        try:
+            atomic_write(self.checkpoint, lambda handle: torch.save(state, handle))
+        except (OSError, RuntimeError) as exc:  # a full disk: a checkpoint only saves time, so training goes on
+            disk = os_error(exc)  # torch.save reports a failed write as a RuntimeError
+            if disk is None:
+                raise
+            print(f"fpt-bench: warning: could not write the checkpoint of step {step} to {self.checkpoint} "
+                  f"({disk.strerror or disk}); the previous checkpoint is intact and training goes on",
+                  file=sys.stderr, flush=True)
 
     def _resume(self) -> int:
         if self.checkpoint is None or not self.checkpoint.exists():
@@ -212,6 +231,7 @@ class Trainer:
         self._loss_sum, self._loss_n = state["loss_sum"], state["loss_n"]
         for key in ("train_seconds", "eval_seconds", "train_samples", "train_tokens", "eval_samples"):
             setattr(self.out, key, state[key])
+        self.chunks = int(state.get("grad_chunks", self.chunks))
         self.out.resumed_from_step = state["step"]
         return int(state["step"])
 
@@ -230,10 +250,42 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- loop
     def _step(self, step: int) -> float:
+        """One optimizer step; out of memory retries it with half the micro-batch (same batch, same seeds)."""
+        while True:
+            try:
+                return self._try_step(step)
+            except Exception as exc:  # noqa: BLE001 - anything but out-of-memory is re-raised at once
+                if not is_out_of_memory(exc):
+                    raise
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._back_off(step, message)  # outside the except block: its frames (and tensors) are freed
+
+    def _shard_size(self) -> int:
+        return len(range(distributed.rank(), self.hp.batch_size, distributed.world()))
+
+    def micro_batch(self) -> int:
+        return math.ceil(self._shard_size() / self.chunks)
+
+    def _back_off(self, step: int, message: str) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if distributed.world() > 1 or self.micro_batch() <= 1:
+            why = "under torchrun the ranks cannot back off together" if distributed.world() > 1 else \
+                "even one example per forward pass does not fit"
+            raise UserError(f"out of memory at step {step + 1} with a micro-batch of {self.micro_batch()} "
+                            f"({why}): {message}. Use a smaller backbone or batch, or --precision bf16")
+        self.chunks *= 2
+        self.out.oom_backoffs += 1
+        print(f"fpt-bench: out of memory at step {step + 1}; retrying it with a micro-batch of "
+              f"{self.micro_batch()} ({self.chunks} accumulation chunks, same effective batch)", file=sys.stderr,
+              flush=True)
+
+    def _try_step(self, step: int) -> float:
         batch = self.train.batch(step)
         torch.manual_seed(derive_seed(self.cell.seed, "step", step))  # dropout masks of this step
         self.optimizer.zero_grad(set_to_none=True)
-        chunks = self.hp.grad_accum
+        chunks = self.chunks
         size = len(batch)
         scale = distributed.world()  # DDP averages gradients over ranks; each rank holds 1/world of the batch
         total = torch.zeros((), device=self.device)
@@ -295,6 +347,7 @@ class Trainer:
             self.progress.update(step, loss=loss, val=last_val)
         self.progress.close()
         self.out.steps = step
+        self.out.micro_batch = self.micro_batch()
         self._final_metrics()
         return self.out
 

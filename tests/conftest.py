@@ -43,3 +43,14 @@ def result_files(root: Path) -> list[Path]:
 
 def load_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability tests' figures (kills survived, fuzz cases per parser, ...), when any of them ran."""
+    support = sys.modules.get("reliability_support")
+    if support is None or not support.FIGURES:
+        return
+    terminalreporter.write_sep("-", "reliability figures")
+    for line in support.summary_lines():
+        terminalreporter.write_line(line)
+    support.write_report()

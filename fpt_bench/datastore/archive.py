@@ -7,14 +7,14 @@ temporary name and renamed, so an interrupted extraction never leaves a file tha
 
 from __future__ import annotations
 
-import shutil
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from fpt_bench.errors import CorruptFileError
+from fpt_bench.errors import CorruptFileError, UserError
 from fpt_bench.results import atomic_write
 
 
@@ -73,6 +73,19 @@ def _files(archive: Path, wanted: set[str] | None) -> Iterator[tuple[str, IO[byt
         raise CorruptFileError(f"{archive}: damaged archive ({exc})") from None
 
 
+def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str) -> None:
+    """Copy one member; a read that fails (truncated or corrupt compressed data, a bad CRC) is a damaged
+    archive, a write that fails is the disk's problem (the caller says so)."""
+    while True:
+        try:
+            block = src.read(1 << 20)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            raise CorruptFileError(f"{archive}: damaged archive: member {name!r} cannot be read ({exc})") from None
+        if not block:
+            return
+        out.write(block)
+
+
 def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = None) -> list[Path]:
     """Extract ``archive`` into ``dest``. ``members`` maps member names to output paths relative to ``dest``
     (default: every regular file under its own name). Returns the written paths; a wanted member the archive
@@ -89,7 +102,11 @@ def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = Non
         if not target.resolve().is_relative_to(root):
             raise CorruptFileError(f"{archive}: member {name!r} would land outside {dest}; refusing")
         with handle:
-            atomic_write(target, lambda out, src=handle: shutil.copyfileobj(src, out, 1 << 20))
+            try:
+                atomic_write(target, lambda out, src=handle, name=name: _copy(src, out, archive, name))
+            except OSError as exc:  # a full disk: the member was not written (no partial file is left)
+                raise UserError(f"{archive}: could not write {target}: {exc.strerror or exc} (free some space "
+                                f"and try again)") from None
         written.append(target)
     if wanted is not None:
         found = {p.relative_to(dest).as_posix() for p in written}

@@ -4,6 +4,7 @@ complete: it lives under a temporary name until the whole file is written, synce
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
@@ -11,10 +12,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from fpt_bench import __version__
-from fpt_bench.errors import CorruptFileError, DataMissingError
+from fpt_bench.errors import CorruptFileError, DataMissingError, UserError
 
 CHUNK = 1 << 20
 
@@ -63,11 +64,46 @@ def _human(n: float | None) -> str:
     return f"{n:.1f} GB"
 
 
+class _DiskError(Exception):
+    """Writing the downloaded bytes failed (not the network): told apart so the message names the disk."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _write(out: BinaryIO, block: bytes, dest: Path) -> None:
+    try:
+        out.write(block)
+    except OSError as exc:
+        raise _DiskError(exc.strerror or str(exc)) from None
+
+
+class _BadDownload(Exception):
+    """The bytes arrived but are wrong (checksum) or incomplete: worth fetching again."""
+
+
 def download(url: str, dest: Path, md5: str = "", size: int | None = None, stream: TextIO | None = None,
-             timeout: float = 60.0) -> Path:
-    """Fetch ``url`` to ``dest`` (atomically), checking ``md5`` when given. Raises DataMissingError when the
-    network fails, CorruptFileError when the bytes do not match."""
-    dest = Path(dest)
+             timeout: float = 60.0, attempts: int = 2) -> Path:
+    """Fetch ``url`` to ``dest`` (atomically), checking ``md5`` when given. A download whose md5 differs, or that
+    ends before its announced length, is discarded and fetched again (``attempts`` tries in all): wrong bytes
+    never reach ``dest``. Raises DataMissingError when the network fails, CorruptFileError when every try was
+    wrong."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _download_once(url, Path(dest), md5, size, stream, timeout)
+        except _BadDownload as exc:
+            if attempt == attempts:
+                raise CorruptFileError(
+                    f"the download of {url} {exc}: it was discarded (tried {attempts} time(s); if it persists, "
+                    f"the server's copy changed)") from None
+            print(f"{Path(dest).name}: the download {exc}; discarded, fetching it again", file=stream or sys.stderr,
+                  flush=True)
+    raise AssertionError("unreachable")
+
+
+def _download_once(url: str, dest: Path, md5: str, size: int | None, stream: TextIO | None,
+                   timeout: float) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     digest = hashlib.md5(usedforsecurity=False)
@@ -79,21 +115,29 @@ def download(url: str, dest: Path, md5: str = "", size: int | None = None, strea
                     total = int(response.headers.get("Content-Length") or 0) or size
                     bar = ByteProgress(dest.name, total, stream)
                     while block := response.read(CHUNK):
-                        out.write(block)
+                        _write(out, block, dest)
                         digest.update(block)
                         bar.update(len(block))
                     bar.close()
-            except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+            except _DiskError as exc:
+                raise UserError(f"could not write the download of {url} to {dest.parent}: {exc.reason}; "
+                                f"nothing was kept (free some space and fetch again)") from None
+            except http.client.IncompleteRead as exc:
+                short = f" ({exc.expected} bytes short)" if exc.expected else ""
+                raise _BadDownload(f"ended before its announced length{short}") from None
+            except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError, ValueError) as exc:
                 reason = getattr(exc, "reason", None) or exc
                 raise DataMissingError(
                     f"could not download {url}: {reason}. Without a network, download it elsewhere and copy it "
                     f"here with `fpt-bench data import TASK PATH`") from None
-            out.flush()
-            os.fsync(out.fileno())
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as exc:
+                raise UserError(f"could not write the download of {url} to {dest.parent}: "
+                                f"{exc.strerror or exc}; nothing was kept") from None
         if md5 and digest.hexdigest() != md5:
-            raise CorruptFileError(
-                f"the download of {url} has md5 {digest.hexdigest()}, expected {md5}: it was discarded "
-                f"(try again; if it persists, the server's copy changed)")
+            raise _BadDownload(f"has md5 {digest.hexdigest()}, expected {md5}")
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

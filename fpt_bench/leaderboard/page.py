@@ -43,6 +43,8 @@ def load_config(folder: Path) -> PublishConfig:
         config = PublishConfig(**tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid TOML (nested too deeply)") from None
     except ValidationError as exc:
         raise UserError(f"{path}: {brief_validation_error(exc)}") from None
     bad = set(config.overrides) - {"task_args", "backbone_args", "policy_args"}

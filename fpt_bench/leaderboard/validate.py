@@ -57,6 +57,8 @@ def provenance_problems(result: CellResult) -> list[str]:
                             f"{expected!r} (the config or the hash was edited after the run)")
     except ValidationError as exc:
         problems.append(f"cell.hparams are not valid hyperparameters ({brief_validation_error(exc)})")
+    except (ValueError, RecursionError) as exc:  # e.g. options nested hundreds deep: pydantic will not serialise
+        problems.append(f"the cell config cannot be hashed ({exc})")
     seeds = {"cell": cell.seed, "python": derive_seed(cell.seed, "python"),
              "numpy": derive_seed(cell.seed, "numpy") % 2**32, "torch": derive_seed(cell.seed, "torch"),
              "data": derive_seed(cell.seed, "data")}

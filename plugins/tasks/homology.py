@@ -57,7 +57,10 @@ for _i, _letter in enumerate(IUPAC[5:], start=5):
 
 def encode_protein(sequence: str) -> np.ndarray:
     """``<cls>`` + residue ids + ``<sep>`` (upper-cased); ValueError naming an unknown residue."""
-    raw = sequence.upper().encode("ascii", errors="replace")
+    if not sequence.isascii():  # before upper(): 'ß'.upper() is 'SS', which would pass for two residues
+        at = next(i for i, c in enumerate(sequence) if not c.isascii())
+        raise ValueError(f"unknown residue {sequence[at]!r} at position {at + 1} (IUPAC letters only)")
+    raw = sequence.upper().encode("ascii")
     ids = _RESIDUE_IDS[np.frombuffer(raw, dtype=np.uint8)]
     if (ids == 255).any():
         at = int(np.argmax(ids == 255))
@@ -96,6 +99,13 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
     except lmdb.Error as exc:
         raise CorruptFileError(f"{folder}: not a readable LMDB directory ({exc})") from None
     try:
+        # LMDB maps the file and trusts it: reading a page past the end of a truncated copy is a bus error that
+        # kills the process. The meta page says how many pages there are; the file must hold them all.
+        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        size = (folder / "data.mdb").stat().st_size
+        if size < needed:
+            raise CorruptFileError(f"{folder / 'data.mdb'}: truncated: {size} bytes, its LMDB header says "
+                                   f"{needed} (an interrupted copy? fetch or import it again)")
         with env.begin(write=False) as txn:
             raw = txn.get(b"num_examples")
             if raw is None:
@@ -109,7 +119,7 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
                 if value is None:
                     raise CorruptFileError(f"{folder}: record {i} is missing (num_examples says {count})")
                 records.append(safepickle.loads(value, f"{folder} [record {i}]"))
-    except lmdb.Error as exc:
+    except (lmdb.Error, OSError) as exc:
         raise CorruptFileError(f"{folder}: damaged LMDB file ({exc})") from None
     finally:
         env.close()
@@ -121,6 +131,8 @@ def read_json(path: Path) -> list[dict[str, Any]]:
         records = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CorruptFileError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CorruptFileError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(records, list):
         raise CorruptFileError(f"{path}: expected a JSON list of records, found {type(records).__name__}")
     return records

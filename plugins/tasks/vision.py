@@ -15,6 +15,7 @@ Splits: ``train`` is the training file minus its last ``val_size`` images (5,000
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -79,7 +80,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     if len(raw) < header:
         raise CorruptFileError(f"{path}: truncated inside the IDX header ({len(raw)} bytes)")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    need = int(np.prod(dims))
+    need = math.prod(dims)  # exact: np.prod would wrap around int64 for a forged header
     if len(raw) - header != need:
         what = "truncated" if len(raw) - header < need else "has trailing bytes"
         raise CorruptFileError(f"{path}: {what}: {len(raw) - header} data bytes for shape {dims}, "
