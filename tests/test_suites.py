@@ -18,9 +18,22 @@ PAPER_SUITES = {"table1", "modality", "convergence", "scaling", "stats_init", "o
                 "finetune_more", "ablation", "ablation_random", "frozen_norm", "other_lms", "offline"}
 
 
+# A suite with cells that can run and cells whose task or backbone is not installed (whatever else is).
+RANDOM = {"weights": "random"}
+MIXED = SuiteSpec(name="mixed", description="runnable and unavailable cells", cells=[
+    SuiteCell(task="bit_memory", backbone_args=RANDOM, label="GPT-2, random init"),
+    SuiteCell(task="bit_xor", backbone_args=RANDOM, label="GPT-2, random init"),
+    SuiteCell(task="no_such_task", backbone_args=RANDOM, label="GPT-2, random init"),
+    SuiteCell(task="bit_memory", backbone="no_such_backbone", label="Other"),
+    SuiteCell(task="bit_xor", backbone="no_such_backbone", label="Other"),
+])
+
+
 @pytest.fixture(scope="module")
 def host():  # type: ignore[no-untyped-def]
-    return test_host()
+    h = test_host()
+    h.suites.as_origin("suite-tests").add(MIXED, name="mixed")
+    return h
 
 
 def test_every_paper_table_is_a_suite_with_its_numbers_and_source(host) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +74,7 @@ def test_reference_must_name_real_rows_and_columns() -> None:
 
 
 def test_suite_expands_with_overrides_seeds_and_an_lr_sweep(host) -> None:  # type: ignore[no-untyped-def]
-    config = build_run_config({}, {"suite": "offline", "seeds": [0, 1], "profile": "smoke",
+    config = build_run_config({}, {"suite": "mixed", "seeds": [0, 1], "profile": "smoke",
                                    "backbone_args": {"n_layers": 2}, "hparams": {"lr": [1e-4, 3e-4, 1e-3]}})
     assert config.lr_sweep == [1e-4, 3e-4, 1e-3] and config.hparams.lr is None
     unavailable: list[str] = []
@@ -70,8 +83,8 @@ def test_suite_expands_with_overrides_seeds_and_an_lr_sweep(host) -> None:  # ty
     assert sorted({c.hparams.lr for c in cells}) == [1e-4, 3e-4, 1e-3]
     assert all(c.backbone_args == {"weights": "random", "n_layers": 2} for c in cells)
     assert len({c.config_hash() for c in cells}) == 12
-    assert "GPT-2, random init / listops: unavailable: unknown task 'listops'" in unavailable[0]
-    assert any("unknown backbone 'hf_encoder'" in u for u in unavailable) and len(unavailable) == 10
+    assert "GPT-2, random init / no_such_task: unavailable: unknown task 'no_such_task'" in unavailable[0]
+    assert all("unknown backbone 'no_such_backbone'" in u for u in unavailable[1:]) and len(unavailable) == 3
 
 
 def test_a_suite_cell_named_twice_runs_once_and_its_hparams_apply(host) -> None:  # type: ignore[no-untyped-def]
@@ -89,8 +102,8 @@ def test_a_suite_cell_named_twice_runs_once_and_its_hparams_apply(host) -> None:
 
 
 def test_unavailable_cells_without_a_list_still_raise(host) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(UserError, match="unknown task 'listops'"):
-        expand_cells(build_run_config({}, {"suite": "offline", "profile": "smoke"}), host, "cpu")
+    with pytest.raises(UserError, match="unknown task 'no_such_task'"):
+        expand_cells(build_run_config({}, {"suite": "mixed", "profile": "smoke"}), host, "cpu")
 
 
 def test_lr_flag_and_config_file(tmp_path: Path) -> None:
@@ -115,12 +128,12 @@ def test_ls_cells_reports_each_status(tmp_path: Path, capsys: pytest.CaptureFixt
     write(tmp_path, make_result("bit_memory", seed=1, backbone_args=TINY, status="diverged", test=0.4, val=0.4))
     write(tmp_path, make_result("bit_xor", seed=0, backbone_args=TINY, status="failed", test=None, val=None,
                                 error="data missing\nmore"))
-    args = ["ls", "cells", "--suite", "offline", "--output-dir", str(tmp_path), "--backbone-args",
+    args = ["ls", "cells", "--suite", "mixed", "--output-dir", str(tmp_path), "--backbone-args",
             "n_layers=2,n_embd=32,n_head=2", "--seeds", "0,1"]
     assert main(args) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[-1] == "1 diverged, 1 done, 1 failed, 1 missing, 10 unavailable"
+    assert lines[-1] == "1 diverged, 1 done, 1 failed, 1 missing, 3 unavailable"
     assert any(ln.startswith("failed") and "bit_xor" in ln and "(data missing)" in ln for ln in lines)
     assert any(ln.startswith("missing") and "bit_xor" in ln and "seed 1" in ln for ln in lines)
     assert any(ln.startswith("unavailable") and "unknown task 'fashion_mnist'" in ln for ln in lines)
