@@ -136,7 +136,7 @@ def test_ls_cells_reports_each_status(tmp_path: Path, capsys: pytest.CaptureFixt
     assert lines[-1] == "1 diverged, 1 done, 1 failed, 1 missing, 3 unavailable"
     assert any(ln.startswith("failed") and "bit_xor" in ln and "(data missing)" in ln for ln in lines)
     assert any(ln.startswith("missing") and "bit_xor" in ln and "seed 1" in ln for ln in lines)
-    assert any(ln.startswith("unavailable") and "unknown task 'fashion_mnist'" in ln for ln in lines)
+    assert any(ln.startswith("unavailable") and "unknown task 'no_such_task'" in ln for ln in lines)
     assert main(["ls", "cells", "--output-dir", str(tmp_path), "--json"]) == 0
     import json
 
