@@ -32,6 +32,9 @@ class GPT2Options(BaseModel):
     n_embd: int | None = Field(default=None, gt=0, description="width (weights=random only)")
     n_head: int | None = Field(default=None, gt=0, description="attention heads (weights=random only)")
     dropout: float = Field(default=0.1, ge=0, lt=1)
+    attention: Literal["sdpa", "eager"] = Field(
+        default="sdpa", description="attention kernel: sdpa (PyTorch's fused scaled_dot_product_attention) or "
+                                    "eager (the explicit softmax(QK^T)V of older transformers releases)")
 
     @model_validator(mode="after")
     def _check(self) -> GPT2Options:
@@ -83,6 +86,9 @@ class GPT2Module(BackboneModule):
             "model.wpe.weight": min(seq_len, self.max_positions) * self.hidden_size,
         }
 
+    def attention_flops(self, seq_len: int) -> int:
+        return 4 * self.n_layers * seq_len * seq_len * self.hidden_size
+
     def provenance(self) -> dict[str, Any]:
         return self._provenance
 
@@ -107,11 +113,11 @@ class GPT2(Backbone):
                 n_layer=options.n_layers or n_layer, n_embd=options.n_embd or n_embd,
                 n_head=options.n_head or n_head, **drop,
             )
-            config._attn_implementation = "sdpa"
+            config._attn_implementation = options.attention
             model = GPT2Model(config)
             provenance: dict[str, Any] = {"weights": "random", "init": "transformers default (normal, std 0.02)"}
         else:
-            model = load_pretrained(GPT2Model, source, drop)
+            model = load_pretrained(GPT2Model, source, drop, options.attention)
             if options.n_layers is not None:
                 if options.n_layers > len(model.h):
                     raise UserError(f"n_layers={options.n_layers}, but {source} has only {len(model.h)} layers")
@@ -120,7 +126,9 @@ class GPT2(Backbone):
             provenance = {"weights": "pretrained", "source": source}
         if max_len > model.config.n_positions:
             provenance["extended_positions"] = extend_positions(model, max_len)
-        return GPT2Module(model, provenance)
+        module = GPT2Module(model, provenance)
+        module.attention = options.attention
+        return module
 
 
 def extend_positions(model: nn.Module, max_len: int) -> dict[str, int]:
@@ -137,12 +145,13 @@ def extend_positions(model: nn.Module, max_len: int) -> dict[str, int]:
     return {"from": before, "to": max_len}
 
 
-def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any]) -> nn.Module:
+def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any],
+                    attention: str = "sdpa") -> nn.Module:
     """``from_pretrained`` for a hub id or a local directory, with one clear error when weights are missing."""
     is_dir = Path(source).expanduser().is_dir()
     try:
         return model_class.from_pretrained(
-            str(Path(source).expanduser()) if is_dir else source, attn_implementation="sdpa",
+            str(Path(source).expanduser()) if is_dir else source, attn_implementation=attention,
             trust_remote_code=False, **config_overrides,
         )
     except (OSError, ValueError) as exc:
