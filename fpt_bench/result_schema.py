@@ -105,6 +105,8 @@ class Speed(_Doc):
     feature_cache_reason: str | None = Field(default=None, description="why the cache was (not) used")
     feature_cache_seconds: float | None = Field(default=None, description="time to compute the cached features")
     feature_cache_mb: float | None = Field(default=None, description="size of the cached features in MiB")
+    cached_step_threads: int | None = Field(
+        default=None, description="CPU threads of the steps on cached features (1: the ops are tiny)")
 
 
 class Provenance(_Doc):

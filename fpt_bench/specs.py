@@ -220,7 +220,7 @@ class TrainHParams(Strict):
     # output-layer-only policies: train the head on backbone features computed once (docs/performance.md).
     # auto: when that gives the uncached run's result; on: also when the frozen part has dropout (then off)
     feature_cache: Literal["auto", "on", "off"] = "auto"
-    adam_impl: Literal["auto", "foreach", "fused", "for_loop"] = "auto"  # auto: fused on CUDA, foreach elsewhere
+    adam_impl: Literal["auto", "foreach", "fused", "for_loop"] = "auto"  # auto: fused on CUDA and CPU, else foreach
 
     def recorded(self) -> dict[str, Any]:
         """The values a result records and a cell's hash covers: all but the neutral settings that hold their

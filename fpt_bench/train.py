@@ -288,8 +288,13 @@ class Trainer:
             self.eval_model = self.train_model = HeadOnly(self.model)
             self.flops = step_flops(self.model, head_only=True)
             self.out.speed["compile"] = False  # nothing left worth compiling
+            speed.cached_steps_started(self)
 
     def run(self) -> TrainOutcome:
+        with speed.threads_for_cached_steps(self):
+            return self._run()
+
+    def _run(self) -> TrainOutcome:
         start = self._resume()
         self.use_feature_cache()
         hp = self.hp

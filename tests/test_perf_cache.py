@@ -35,8 +35,11 @@ def test_cached_run_equals_the_uncached_run(tmp_path: Path, task_args: str) -> N
     """Variable-length bucketed batches read at the last real token, and fixed-length ones read at the end:
     the cached run's curve and accuracies match the uncached run's (dropout 0: the frozen part is deterministic)."""
     args = ("--task-args", task_args, "--input-dropout", "0")
+    threads = torch.get_num_threads()
     plain = run(tmp_path / "off", *args, "--feature-cache", "off")
     cached = run(tmp_path / "auto", *args)
+    assert torch.get_num_threads() == threads  # cached steps ran on one thread; the count is restored
+    assert cached["provenance"]["speed"]["cached_step_threads"] == 1
     assert plain["provenance"]["speed"]["feature_cache"] is False
     assert plain["provenance"]["speed"]["feature_cache_reason"] == "feature_cache=off"
     speed = cached["provenance"]["speed"]

@@ -46,7 +46,7 @@ def test_compile_adam_and_attention_switches_are_wired_and_recorded(tmp_path: Pa
     and the result records them. (A real compile: the slow test below and ``benchmarks/throughput.py --compile``.)"""
     plain, compiled, calls = _compile_run(tmp_path, monkeypatch, real=False)
     speed = plain["provenance"]["speed"]
-    assert speed["compile"] is False and speed["optimizer"] == "Adam (foreach)" and speed["attention"] == "sdpa"
+    assert speed["compile"] is False and speed["optimizer"] == "Adam (fused)" and speed["attention"] == "sdpa"
     assert speed["backward_layers"] == 2 and speed["frozen_prefix_no_grad"] is False
     assert speed["training_data"] == "generated on the device" and speed["autocast"] is None
     assert "compile" not in plain["cell"]["hparams"] or plain["cell"]["hparams"]["compile"] is False
