@@ -4,7 +4,8 @@ What a researcher's first version (and the paper's reference code) does: a ``tor
 makes one example at a time (a PIL image through torchvision transforms, a token list padded to the task's
 maximum length, a bit string drawn with numpy), a ``DataLoader`` that collates them, patches cut from the
 batch, Hugging Face ``GPT2Model`` with the eager attention of its 2021 releases, fp32, the FPT parameters
-unfrozen by the reference's substring rule (``ln`` and ``wpe`` train, plus the input and output layers), Adam
+unfrozen by the reference's substring rule (``ln`` and ``wpe`` train, plus the input and output layers), dropout
+0.1 after the input layer, Adam
 with PyTorch's default (for-loop on a CPU) implementation, gradient clipping, and evaluation with the training
 batch size under ``no_grad``.
 """
@@ -110,12 +111,13 @@ class NaiveFPT(nn.Module):
         out = spec.output
         self.k, self.n_predictions, self.n_classes = out.k, out.n_predictions, out.n_classes
         self.out = nn.Linear(768, out.per_position * out.n_classes)
+        self.dropout = nn.Dropout(0.1)  # the reference's dropout after the input layer
         for name, p in self.gpt.named_parameters():
             p.requires_grad_(policy == "full" or (policy == "fpt" and ("ln" in name or "wpe" in name)))
         self.inp.requires_grad_(policy != "output_only")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.gpt(inputs_embeds=self.inp(x)).last_hidden_state[:, -self.k:]
+        hidden = self.gpt(inputs_embeds=self.dropout(self.inp(x))).last_hidden_state[:, -self.k:]
         return self.out(hidden).reshape(x.shape[0], self.n_predictions, self.n_classes)
 
 

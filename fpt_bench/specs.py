@@ -223,15 +223,15 @@ class TrainHParams(Strict):
     adam_impl: Literal["auto", "foreach", "fused", "for_loop"] = "auto"  # auto: fused on CUDA and CPU, else foreach
 
     def recorded(self) -> dict[str, Any]:
-        """The values a result records and a cell's hash covers: all but the neutral settings that hold their
-        neutral value (see ``NEUTRAL_HPARAMS``)."""
+        """The values a result records (``cell.hparams``): all but the settings of ``NEUTRAL_HPARAMS`` that hold
+        their neutral value, so results written before such a setting existed and after compare as the same
+        hyperparameters (the leaderboard refuses to mix different ones). ``config_hash`` skips defaults anyway."""
         values = self.model_dump(mode="json")
         return {k: v for k, v in values.items() if not (k in NEUTRAL_HPARAMS and v == NEUTRAL_HPARAMS[k])}
 
 
 # Settings added after results were first written that do not change a result (beyond floating-point rounding)
-# while they hold this value: left out of the record and the hash then, so earlier results keep their hash and
-# stay comparable with new ones.
+# while they hold this value: left out of a result's recorded hparams then (``TrainHParams.recorded``).
 NEUTRAL_HPARAMS: dict[str, Any] = {"feature_cache": "auto", "adam_impl": "auto"}
 
 
@@ -254,9 +254,9 @@ class CellConfig(Strict):
     hparams: TrainHParams
 
     def config_hash(self) -> str:
-        values = self.model_dump(mode="json")
-        values["hparams"] = self.hparams.recorded()
-        blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        """Hash of the values that differ from their defaults: a field added later with a default that keeps
+        the old behaviour leaves every existing cell's hash (and result path) unchanged."""
+        blob = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def label(self) -> str:

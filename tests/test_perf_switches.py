@@ -85,11 +85,9 @@ def test_every_result_carries_throughput_and_mfu(tmp_path: Path) -> None:
     CellResult.model_validate(data)
 
 
-def test_neutral_settings_keep_the_hashes_of_earlier_results() -> None:
-    """A cell hashes as it did before feature_cache and adam_impl existed while they hold their neutral 'auto'
-    (so earlier results still validate), and differently when they are set."""
-    import hashlib
-
+def test_neutral_settings_stay_out_of_the_record_and_the_hash() -> None:
+    """At their neutral 'auto', feature_cache and adam_impl are neither recorded in a result's hparams (results
+    from before they existed compare as the same hyperparameters) nor hashed; set, they are both."""
     from fpt_bench.profiles import resolve_hparams
     from fpt_bench.specs import CellConfig, HParamOverrides, TaskSpec
 
@@ -99,13 +97,13 @@ def test_neutral_settings_keep_the_hashes_of_earlier_results() -> None:
         return CellConfig(task="t", backbone="gpt2", policy="fpt", seed=0, profile="smoke",
                           hparams=resolve_hparams(spec, "smoke", HParamOverrides(**overrides)))
 
-    before = cell().model_dump(mode="json")
-    for key in ("feature_cache", "adam_impl"):
-        del before["hparams"][key]
-    old_hash = hashlib.sha256(json.dumps(before, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
-    assert cell().config_hash() == old_hash
-    assert cell(feature_cache="auto", adam_impl="auto").config_hash() == old_hash
-    assert len({old_hash, cell(feature_cache="off").config_hash(), cell(adam_impl="fused").config_hash()}) == 3
+    neutral = cell(feature_cache="auto", adam_impl="auto")
+    assert not {"feature_cache", "adam_impl"} & set(neutral.hparams.recorded())
+    assert {"steps", "lr", "compile", "precision"} <= set(neutral.hparams.recorded())
+    assert neutral.config_hash() == cell().config_hash()
+    off, fused = cell(feature_cache="off"), cell(adam_impl="fused")
+    assert off.hparams.recorded()["feature_cache"] == "off" and fused.hparams.recorded()["adam_impl"] == "fused"
+    assert len({neutral.config_hash(), off.config_hash(), fused.config_hash()}) == 3
 
 
 def test_committed_schema_documents_the_new_keys() -> None:
