@@ -26,6 +26,7 @@ class BackboneModule(nn.Module):
     max_positions: int | None = None
     n_layers: int = 0
     causal: bool = False
+    attention: str | None = None  # the attention kernel in use (e.g. "sdpa"), recorded in the result
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``embeds`` (B, T, hidden) and ``mask`` (B, T; 1 = real token) -> hidden states (B, T, hidden)."""
@@ -46,6 +47,12 @@ class BackboneModule(nn.Module):
         never calls (0). Parameters not listed are reached whole.
         """
         return {}
+
+    def attention_flops(self, seq_len: int) -> int:
+        """Forward FLOPs of one sequence of ``seq_len`` that no parameter count shows (attention scores and
+        their weighted sum: ``4 * n_layers * seq_len**2 * hidden`` for a transformer), for the harness's MFU
+        estimate (docs/performance.md). Default 0."""
+        return 0
 
     def provenance(self) -> dict[str, Any]:
         """Where the weights came from (recorded in the result)."""

@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     hp.add_argument("--checkpoint-every", type=int)
     hp.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     hp.add_argument("--input-dropout", type=float, help="dropout after the input layer (paper: 0.1)")
+    hp.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
+    hp.add_argument("--feature-cache", choices=["auto", "on", "off"],
+                    help="output-layer-only policies: train on backbone features computed once (default auto)")
+    hp.add_argument("--adam-impl", choices=["auto", "foreach", "fused", "for_loop"], help="Adam implementation")
     cli_plugins.add_log_flag(how)
 
     plugins = sub.add_parser("plugins", help="list plugins with their distribution, version and errors")
@@ -86,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 HPARAM_FLAGS = ("steps", "batch_size", "lr", "grad_accum", "eval_every", "checkpoint_every", "precision",
-                "input_dropout")
+                "input_dropout", "compile", "feature_cache", "adam_impl")
 
 
 def _cli_values(args: argparse.Namespace) -> dict[str, Any]:

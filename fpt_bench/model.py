@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -49,15 +51,33 @@ class FPTModel(nn.Module):
     # ------------------------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of shape (B, n_predictions, n_classes)."""
-        embeds = self.input(x)
-        mask = None
-        if lengths is not None:
-            positions = torch.arange(embeds.shape[1], device=embeds.device)
-            mask = (positions[None, :] < lengths[:, None]).long()
-        hidden = self.backbone(embeds, mask)
-        picked = self.readout(hidden, lengths)
+        return self.head(self.features(x, lengths))
+
+    def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Input layer -> backbone -> readout: the hidden states the output layer reads, (B, k, hidden).
+
+        When nothing here trains (an output-layer-only policy) this runs without recording autograd graph;
+        PyTorch would skip it anyway (no input requires grad), the explicit ``no_grad`` makes it certain."""
+        frozen = not any(p.requires_grad for p in self._prefix_parameters())
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            embeds = self.input(x)
+            mask = None
+            if lengths is not None:
+                positions = torch.arange(embeds.shape[1], device=embeds.device)
+                mask = (positions[None, :] < lengths[:, None]).long()
+            hidden = self.backbone(embeds, mask)
+            return self.readout(hidden, lengths)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The output layer on readout features (B, k, hidden) -> logits (B, n_predictions, n_classes)."""
         out = self.task.output
-        return self.output(picked).reshape(picked.shape[0], out.n_predictions, out.n_classes)
+        return self.output(features).reshape(features.shape[0], out.n_predictions, out.n_classes)
+
+    def _prefix_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter below the output layer, including modules a policy added (``adapters``), which
+        hook into the backbone's forward from outside it."""
+        output = {id(p) for p in self.output.parameters()}
+        yield from (p for p in self.parameters() if id(p) not in output)
 
     def readout(self, hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """Hidden states at the read positions: (B, k, hidden)."""

@@ -74,6 +74,44 @@ class Timing(_Doc):
                                   "batch_size / grad_accum, or less after out-of-memory backoffs")
     oom_backoffs: int = Field(default=0, description="times out-of-memory halved the micro-batch in this attempt "
                                                      "(the step is retried with the same batch and seeds)")
+    model_flops: float | None = Field(
+        default=None, description="model FLOPs of all training steps, estimated from parameter counts, tokens and "
+                                  "what trains (formula in fpt_bench/flops.py and docs/performance.md)")
+    model_flops_per_second: float | None = Field(default=None, description="model_flops / train_seconds")
+    peak_flops_per_second: float | None = Field(
+        default=None, description="the device's matmul peak in the compute dtype, measured in the same process")
+    peak_dtype: str | None = Field(default=None, description="dtype of that peak: float32 or bfloat16")
+    mfu: float | None = Field(default=None, description="model FLOPs utilisation: model_flops_per_second / "
+                                                        "peak_flops_per_second (0-1)")
+    feature_cache_seconds: float | None = Field(
+        default=None, description="time spent computing cached backbone features (None when not cached); part "
+                                  "of wall_seconds, not of train_seconds")
+
+
+class Speed(_Doc):
+    """The speed settings a cell ran with (docs/performance.md)."""
+
+    autocast: str | None = Field(default=None, description="autocast dtype ('bf16'), None for plain fp32")
+    compile: bool = Field(default=False, description="the model ran under torch.compile")
+    compile_backend: str | None = Field(default=None, description="torch.compile backend (when compiled)")
+    attention: str | None = Field(default=None, description="the backbone's attention kernel (e.g. 'sdpa')")
+    optimizer: str = Field(description="optimizer and its implementation, e.g. 'Adam (foreach)'")
+    data_on_device: bool = Field(default=True, description="splits are held as tensors on the device")
+    training_data: str = Field(description="where training batches come from")
+    augmentation: str | None = Field(default=None, description="how training batches are augmented (None: not)")
+    bucket_by_length: bool = Field(default=False, description="training batches grouped by sequence length")
+    padding: str = Field(description="how a batch of variable-length sequences is padded")
+    eval: str = Field(description="how evaluation runs")
+    backward_layers: int = Field(description="backbone layers the backward pass runs through (0: none, nothing "
+                                             "below the output layer trains)")
+    frozen_prefix_no_grad: bool = Field(
+        description="input layer and backbone run without autograd graph (nothing in them trains)")
+    feature_cache: bool = Field(default=False, description="the output layer trained on cached backbone features")
+    feature_cache_reason: str | None = Field(default=None, description="why the cache was (not) used")
+    feature_cache_seconds: float | None = Field(default=None, description="time to compute the cached features")
+    feature_cache_mb: float | None = Field(default=None, description="size of the cached features in MiB")
+    cached_step_threads: int | None = Field(
+        default=None, description="CPU threads of the steps on cached features (1: the ops are tiny)")
 
 
 class Provenance(_Doc):
@@ -93,6 +131,8 @@ class Provenance(_Doc):
     saved_backbone: str | None = Field(
         default=None, description="file name (in the result's folder) of the trained backbone saved with "
         "--save-backbone (safetensors); load it with --backbone-args weights=result:RESULT_JSON")
+    speed: Speed | None = Field(default=None, description="speed settings in effect (absent when the cell failed "
+                                                          "before training)")
     created_at: str = Field(description="UTC time the result was written (ISO 8601)")
     deterministic: bool = Field(default=False, description="run with --deterministic: torch deterministic "
                                                             "algorithms, CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning")

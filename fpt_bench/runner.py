@@ -17,10 +17,11 @@ import torch
 from fpt_bench import __version__, distributed
 from fpt_bench.determinism import deterministic_algorithms
 from fpt_bench.errors import ResultWriteError, UserError
+from fpt_bench.flops import measure_peak_flops
 from fpt_bench.model import FPTModel
 from fpt_bench.plugins import Host, get_host
 from fpt_bench.progress import Progress
-from fpt_bench.result_schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Timing
+from fpt_bench.result_schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Speed, Timing
 from fpt_bench.results import checkpoint_path, selected_params_path, write_result
 from fpt_bench.seeding import derive_seed, seed_everything
 from fpt_bench.specs import CellConfig
@@ -85,7 +86,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         task=cell.task, task_version=spec.version, task_args=cell.task_args,
         protocol=str(cell.task_args.get("protocol", "default")), backbone=cell.backbone,
         backbone_args=cell.backbone_args, policy=cell.policy, policy_args=cell.policy_args, seed=cell.seed,
-        profile=cell.profile, hparams=cell.hparams.model_dump(),
+        profile=cell.profile, hparams=cell.hparams.recorded(),
     )
     data_info: dict[str, object] = {}
     backbone_info: dict[str, object] = {}
@@ -144,13 +145,14 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     wall = time.perf_counter() - t0
     result = CellResult(
         cell=info, status=status, error=error, error_kind=error_kind, metrics=metrics, parameters=parameters,
-        timing=_timing(outcome, wall), provenance=Provenance(
+        timing=_timing(outcome, wall, device, precision), provenance=Provenance(
             harness_version=__version__, plugins=host.versions(), python=platform.python_version(),
             torch=torch.__version__, transformers=_transformers_version(),
             platform=platform.platform(), git_hash=git_hash(), device=_device_name(device), precision=precision,
             config_hash=cell.config_hash(), seeds=seeds, data=_jsonable(data_info), backbone=_jsonable(backbone_info),
             saved_backbone=saved_backbone,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), deterministic=ctx.deterministic,
+            speed=Speed(**outcome.speed) if outcome is not None and outcome.speed else None,
         ),
     )
     if distributed.is_main():  # under torchrun, rank 0 alone writes
@@ -190,11 +192,18 @@ def _empty_metrics() -> Metrics:
                    best_step=None, train_loss=None)
 
 
-def _timing(outcome, wall: float) -> Timing:  # type: ignore[no-untyped-def]
+def _timing(outcome, wall: float, device: torch.device, precision: str) -> Timing:  # type: ignore[no-untyped-def]
     if outcome is None:
         return Timing(wall_seconds=wall, train_seconds=0, eval_seconds=0, steps=0, steps_per_second=0,
                       samples_per_second=0, tokens_per_second=0)
     train = max(outcome.train_seconds, 1e-9)
+    flops: dict[str, object] = {}
+    if outcome.train_flops and outcome.train_seconds > 0:
+        achieved = outcome.train_flops / train
+        peak = measure_peak_flops(device, precision)
+        flops = {"model_flops": outcome.train_flops, "model_flops_per_second": achieved,
+                 "peak_flops_per_second": peak, "peak_dtype": "bfloat16" if precision == "bf16" else "float32",
+                 "mfu": achieved / peak if peak > 0 else None}
     return Timing(
         wall_seconds=wall, train_seconds=outcome.train_seconds, eval_seconds=outcome.eval_seconds,
         steps=outcome.steps, steps_per_second=outcome.steps / train if outcome.steps else 0.0,
@@ -202,6 +211,7 @@ def _timing(outcome, wall: float) -> Timing:  # type: ignore[no-untyped-def]
         eval_samples_per_second=outcome.eval_samples / outcome.eval_seconds if outcome.eval_seconds else None,
         resumed_from_step=outcome.resumed_from_step, micro_batch_size=outcome.micro_batch,
         oom_backoffs=outcome.oom_backoffs,
+        feature_cache_seconds=outcome.speed.get("feature_cache_seconds"), **flops,  # type: ignore[arg-type]
     )
 
 

@@ -84,6 +84,8 @@ class HParamOverrides(Strict):
     test_examples: int | None = Field(default=None, gt=0)
     precision: Literal["auto", "fp32", "bf16"] | None = None
     compile: bool | None = None
+    feature_cache: Literal["auto", "on", "off"] | None = None
+    adam_impl: Literal["auto", "foreach", "fused", "for_loop"] | None = None
 
 
 class PaperHParams(Strict):
@@ -214,7 +216,23 @@ class TrainHParams(Strict):
     val_examples: int | None = Field(default=None, gt=0)
     test_examples: int | None = Field(default=None, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    compile: bool = False
+    compile: bool = False  # torch.compile the model (training and evaluation)
+    # output-layer-only policies: train the head on backbone features computed once (docs/performance.md).
+    # auto: when that gives the uncached run's result; on: also when the frozen part has dropout (then off)
+    feature_cache: Literal["auto", "on", "off"] = "auto"
+    adam_impl: Literal["auto", "foreach", "fused", "for_loop"] = "auto"  # auto: fused on CUDA and CPU, else foreach
+
+    def recorded(self) -> dict[str, Any]:
+        """The values a result records (``cell.hparams``): all but the settings of ``NEUTRAL_HPARAMS`` that hold
+        their neutral value, so results written before such a setting existed and after compare as the same
+        hyperparameters (the leaderboard refuses to mix different ones). ``config_hash`` skips defaults anyway."""
+        values = self.model_dump(mode="json")
+        return {k: v for k, v in values.items() if not (k in NEUTRAL_HPARAMS and v == NEUTRAL_HPARAMS[k])}
+
+
+# Settings added after results were first written that do not change a result (beyond floating-point rounding)
+# while they hold this value: left out of a result's recorded hparams then (``TrainHParams.recorded``).
+NEUTRAL_HPARAMS: dict[str, Any] = {"feature_cache": "auto", "adam_impl": "auto"}
 
 
 class CellConfig(Strict):

@@ -119,6 +119,11 @@ class Task:
         """Augment a training batch on its device (default: none)."""
         return x
 
+    def augments(self, options: BaseModel) -> bool:
+        """Whether ``augment`` changes batches under these options (default: whether the task overrides it).
+        A task that does not augment may have its backbone features cached for output-layer-only policies."""
+        return type(self).augment is not Task.augment
+
     def data_files(self, options: BaseModel) -> list[DataFile]:
         """The files ``load`` reads (for ``fpt-bench data status``); none for generated tasks."""
         return []

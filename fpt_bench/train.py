@@ -26,9 +26,11 @@ import torch
 from pydantic import BaseModel
 from torch.nn import functional as F
 
-from fpt_bench import distributed
+from fpt_bench import distributed, speed
 from fpt_bench.errors import UserError
 from fpt_bench.failures import is_out_of_memory, os_error
+from fpt_bench.features import HeadOnly, build_cache
+from fpt_bench.flops import step_flops
 from fpt_bench.model import FPTModel
 from fpt_bench.progress import Progress
 from fpt_bench.results import atomic_write
@@ -99,23 +101,27 @@ class TrainingData:
             self._perm = (epoch, perm.to(self.device))
         return self._perm[1]
 
+    def indices(self, step: int) -> torch.Tensor:
+        """The split's examples in the batch of ``step`` (stored splits only)."""
+        assert self.split is not None, "generated training data has no indices"
+        n = len(self.split)
+        if self.bucketed:
+            epoch, within = divmod(step, n // self.batch_size)
+            return self._buckets(epoch)[within]
+        start = step * self.batch_size
+        pieces: list[torch.Tensor] = []
+        while len(pieces) == 0 or sum(len(p) for p in pieces) < self.batch_size:
+            offset = start + sum(len(p) for p in pieces)
+            epoch, within = divmod(offset, n)
+            take = min(n - within, self.batch_size - sum(len(p) for p in pieces))
+            pieces.append(self._permutation(epoch)[within:within + take])
+        return torch.cat(pieces)
+
     def batch(self, step: int) -> Batch:
         if self.split is None:
             g = generator(derive_seed(self.seed, "data", step), self.device)
             return self.task.sample(self.batch_size, g, self.options)
-        n = len(self.split)
-        if self.bucketed:
-            epoch, within = divmod(step, n // self.batch_size)
-            batch = self.split.batch(self._buckets(epoch)[within])
-        else:
-            start = step * self.batch_size
-            pieces = []
-            while len(pieces) == 0 or sum(len(p) for p in pieces) < self.batch_size:
-                offset = start + sum(len(p) for p in pieces)
-                epoch, within = divmod(offset, n)
-                take = min(n - within, self.batch_size - sum(len(p) for p in pieces))
-                pieces.append(self._permutation(epoch)[within:within + take])
-            batch = self.split.batch(torch.cat(pieces))
+        batch = self.split.batch(self.indices(step))
         g = generator(derive_seed(self.seed, "augment", step), self.device)
         batch.x = self.task.augment(batch.x, g, self.options)
         return batch
@@ -133,9 +139,11 @@ class TrainOutcome:
     train_samples: int = 0
     train_tokens: int = 0
     eval_samples: int = 0
+    train_flops: float = 0.0  # model FLOPs of the training steps (fpt_bench.flops)
     resumed_from_step: int | None = None
     micro_batch: int | None = None  # examples per forward/backward on this process at the end
     oom_backoffs: int = 0  # times out-of-memory halved the micro-batch (in this attempt)
+    speed: dict[str, Any] = field(default_factory=dict)  # the speed settings in effect (result: provenance.speed)
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -143,7 +151,7 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate(model: FPTModel, data: SplitData, batch_size: int, device: torch.device, precision: str) -> float:
+def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int, device: torch.device, precision: str) -> float:
     """Accuracy over the whole split (every prediction of every example). Variable-length examples are taken
     in order of length, so each batch pads little (accuracy does not depend on the order)."""
     was_training = model.training
@@ -175,15 +183,13 @@ class Trainer:
         self.progress, self.on_eval = progress, on_eval
         self.hp = cell.hparams
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.train_model = distributed.wrap(model, device)  # DDP under torchrun, else the model itself
-        kwargs: dict[str, Any] = {"lr": self.hp.lr, "weight_decay": self.hp.weight_decay}
-        if device.type == "cuda":
-            kwargs["fused"] = True
-        else:
-            kwargs["foreach"] = True
-        self.optimizer = torch.optim.Adam(self.params, **kwargs)
+        self.eval_model: torch.nn.Module = speed.compiled(model) if self.hp.compile else model
+        self.train_model = distributed.wrap(self.eval_model, device)  # DDP under torchrun, else the model itself
+        self.optimizer, adam = speed.adam(self.params, self.hp, device)
         self.out = TrainOutcome()
         self.chunks = self.hp.grad_accum  # accumulation chunks per step; doubled when a step runs out of memory
+        self.flops = step_flops(model)
+        self.out.speed = speed.record(self, adam)
         self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         self._loss_sum = 0.0
         self._loss_n = 0
@@ -202,7 +208,7 @@ class Trainer:
             "curve": self.out.curve, "loss_sum": self._loss_sum, "loss_n": self._loss_n,
             "train_seconds": self.out.train_seconds, "eval_seconds": self.out.eval_seconds,
             "train_samples": self.out.train_samples, "train_tokens": self.out.train_tokens,
-            "eval_samples": self.out.eval_samples, "grad_chunks": self.chunks,
+            "eval_samples": self.out.eval_samples, "grad_chunks": self.chunks, "train_flops": self.out.train_flops,
         }
         try:
             atomic_write(self.checkpoint, lambda handle: torch.save(state, handle))
@@ -232,6 +238,7 @@ class Trainer:
         for key in ("train_seconds", "eval_seconds", "train_samples", "train_tokens", "eval_samples"):
             setattr(self.out, key, state[key])
         self.chunks = int(state.get("grad_chunks", self.chunks))
+        self.out.train_flops = state.get("train_flops", 0.0)
         self.out.resumed_from_step = state["step"]
         return int(state["step"])
 
@@ -305,12 +312,13 @@ class Trainer:
         if scale > 1:
             torch.distributed.all_reduce(total)  # the loss of the whole batch, for logging and divergence
         self.out.train_samples += size
+        self.out.train_flops += self.flops.step(size, batch.x.shape[1])
         self.out.train_tokens += int(batch.lengths.sum()) if batch.lengths is not None else size * batch.x.shape[1]
         return total.item()
 
     def _evaluate(self, step: int) -> float:
         t0 = time.perf_counter()
-        acc = evaluate(self.model, self.val, self.hp.eval_batch_size, self.device, self.precision)
+        acc = evaluate(self.eval_model, self.val, self.hp.eval_batch_size, self.device, self.precision)
         self.out.eval_seconds += time.perf_counter() - t0
         self.out.eval_samples += len(self.val)
         train_loss = self._loss_sum / self._loss_n if self._loss_n else None
@@ -322,8 +330,25 @@ class Trainer:
             self.on_eval(step, {"val_accuracy": acc, **({"train_loss": train_loss} if train_loss is not None else {})})
         return acc
 
+    def use_feature_cache(self) -> None:
+        """Train the output layer on cached backbone features when the cell allows it (fpt_bench.features)."""
+        record, cached = build_cache(self.hp.feature_cache, self.model, self.train, self.val, self.tests,
+                                     self.hp.eval_batch_size, self.device, self.precision)
+        self.out.speed.update(record)
+        if cached is not None:
+            self.train, self.val, self.tests = cached  # type: ignore[assignment]
+            self.eval_model = self.train_model = HeadOnly(self.model)
+            self.flops = step_flops(self.model, head_only=True)
+            self.out.speed["compile"] = False  # nothing left worth compiling
+            speed.cached_steps_started(self)
+
     def run(self) -> TrainOutcome:
+        with speed.threads_for_cached_steps(self):
+            return self._run()
+
+    def _run(self) -> TrainOutcome:
         start = self._resume()
+        self.use_feature_cache()
         hp = self.hp
         self.model.train()
         last_val = self.out.curve[-1]["val_accuracy"] if self.out.curve else None
@@ -355,7 +380,7 @@ class Trainer:
         t0 = time.perf_counter()
         accs = {}
         for name, split in self.tests.items():
-            accs[name] = evaluate(self.model, split, self.hp.eval_batch_size, self.device, self.precision)
+            accs[name] = evaluate(self.eval_model, split, self.hp.eval_batch_size, self.device, self.precision)
             self.out.eval_samples += len(split)
         self.out.eval_seconds += time.perf_counter() - t0
         return accs

@@ -41,6 +41,9 @@ class GPT2Options(TransformerOptions):
     size: Literal["base", "medium", "large", "xl"] = "base"
     source: str | None = Field(default=None, description="hub id or local directory (default: the size's hub id)")
     dropout: float = Field(default=0.1, ge=0, lt=1)
+    attention: Literal["sdpa", "eager"] = Field(
+        default="sdpa", description="attention kernel: sdpa (PyTorch's fused scaled_dot_product_attention) or "
+                                    "eager (the explicit softmax(QK^T)V of older transformers releases)")
 
 
 class GPT2Module(BackboneModule):
@@ -73,6 +76,9 @@ class GPT2Module(BackboneModule):
             "model.wpe.weight": min(seq_len, self.max_positions) * self.hidden_size,
         }
 
+    def attention_flops(self, seq_len: int) -> int:
+        return 4 * self.n_layers * seq_len * seq_len * self.hidden_size
+
     def provenance(self) -> dict[str, Any]:
         return self._provenance
 
@@ -101,21 +107,22 @@ class GPT2(Backbone):
         drop = {"resid_pdrop": options.dropout, "embd_pdrop": options.dropout, "attn_pdrop": options.dropout}
         weights = options.weight_source
         what = source
+        sdpa = options.attention == "sdpa"
         if weights.kind == "random":
             config = GPT2Config(
                 n_layer=options.n_layers or n_layer, n_embd=options.n_embd or n_embd,
                 n_head=options.n_head or n_head, **drop,
             )
-            module = GPT2Module(model_from_config(GPT2Model, config),
+            module = GPT2Module(model_from_config(GPT2Model, config, sdpa),
                                 {"weights": "random", "init": "transformers default (normal, std 0.02)"})
         elif weights.from_checkpoint:
             checkpoint = open_checkpoint(weights, "gpt2")
             config = GPT2Config.from_dict({**checkpoint.architecture["config"], **drop})
-            module = GPT2Module(model_from_config(GPT2Model, config), checkpoint_provenance(checkpoint))
+            module = GPT2Module(model_from_config(GPT2Model, config, sdpa), checkpoint_provenance(checkpoint))
             checkpoint.load_into(module)
             what = str(checkpoint.path)
         else:
-            model = load_pretrained(GPT2Model, source, drop)
+            model = load_pretrained(GPT2Model, source, drop, sdpa)
             provenance: dict[str, Any] = {"weights": weights.kind, "source": source}
             if weights.kind == "stats":
                 provenance["tensors_redrawn"] = stats_init_(model)
@@ -126,6 +133,7 @@ class GPT2(Backbone):
         if max_len > module.model.config.n_positions:
             module._provenance["extended_positions"] = extend_positions(module.model, max_len)
             module._sync()
+        module.attention = options.attention
         return module
 
 

@@ -130,10 +130,10 @@ def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, A
                     **model_kwargs: Any) -> nn.Module:
     """``from_pretrained`` for a hub id or a local directory in float32, ``trust_remote_code=False``; one clear
     error when the weights are missing."""
-    attn = {"attn_implementation": "sdpa"} if sdpa else {}
     try:
         return model_class.from_pretrained(
-            resolve_source(source), trust_remote_code=False, **attn, **_dtype_kwargs(), **config_overrides,
+            resolve_source(source), trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
+            **_dtype_kwargs(), **config_overrides,
             **model_kwargs,
         )
     except (OSError, ValueError) as exc:

@@ -326,6 +326,9 @@ class CIFAR10LRA(_CifarBase):
             return SplitData(torch.from_numpy(tokens), torch.from_numpy(y), info=info, decode=decode_tokens)
         return SplitData(torch.from_numpy(x.copy()), torch.from_numpy(y), info=info, decode=decode_gray)
 
+    def augments(self, options: LraOptions) -> bool:  # type: ignore[override]
+        return options.variant != "lra"
+
     def augment(self, x: torch.Tensor, generator: torch.Generator, options: LraOptions) -> torch.Tensor:
         if options.variant == "lra":
             return x
