@@ -24,7 +24,11 @@ EXPECTED_ROLES = {
     "fpt_ff_last_attn": FPT | {R.FEEDFORWARD, R.ATTENTION},
     "fpt_frozen_norm": {R.INPUT, R.OUTPUT, R.POSITION},
     "bitfit": {R.INPUT, R.OUTPUT, R.NORM, R.ATTENTION, R.FEEDFORWARD},  # the biases within those roles
+    "lora": FPT | {R.ADAPTER},  # default: adapters on attention, on top of fpt
+    "fpt_layers": FPT | {R.ATTENTION, R.FEEDFORWARD},  # with last=1: both roles of the last layer
 }
+# options a policy needs (the others take none)
+POLICY_ARGS = {"fpt_layers": {"last": 1}}
 
 
 def build(task: str, backbone_args: dict) -> FPTModel:
@@ -36,7 +40,7 @@ def build(task: str, backbone_args: dict) -> FPTModel:
 
 def apply(model: FPTModel, policy: str) -> dict:
     p = get_host().policies.get(policy)
-    p.apply(model, p.options({}))
+    p.apply(model, p.options(POLICY_ARGS.get(policy, {})))
     return model.parameter_counts(model.task.max_len)
 
 
@@ -50,8 +54,9 @@ def test_every_policy_is_pinned_here() -> None:
 
 
 @pytest.mark.parametrize("policy", sorted(EXPECTED_ROLES))
-def test_policy_role_sets(tiny: FPTModel, policy: str) -> None:
-    counts = apply(tiny, policy)
+def test_policy_role_sets(policy: str) -> None:
+    # a fresh model each: lora adds adapter modules that would stay on a shared one
+    counts = apply(build("bit_xor", {"weights": "random", "n_layers": 3, "n_embd": 32, "n_head": 2}), policy)
     trained = {Role(role) for role, c in counts["by_role"].items() if c["trainable"]}
     assert trained == EXPECTED_ROLES[policy]
 
