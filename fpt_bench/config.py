@@ -124,17 +124,23 @@ def expand_cells(config: RunConfig, host: Host, device: str,
 
     With a suite and a list for ``unavailable``, a suite cell whose plugin is not installed (or whose options it
     refuses) is reported there as ``"unavailable: <reason>"`` and skipped instead of ending the run. The
-    ``--task-args``/``--backbone-args``/``--policy-args`` given with a suite are merged onto every cell.
+    ``--task-args``/``--backbone-args``/``--policy-args`` given with a suite are merged onto every cell; ``--task``
+    keeps the suite's cells of those tasks.
     """
     profile = config.profile or default_profile(device)
     grid: list[dict[str, Any]] = []
     if config.suite:
         suite = host.suites.get(config.suite)
+        in_suite = {c.task for c in suite.cells}
+        unknown = [t for t in config.tasks if t not in in_suite]
+        if unknown:
+            raise UserError(f"--task {', '.join(unknown)}: not a task of suite {config.suite!r} "
+                            f"(its tasks: {', '.join(sorted(in_suite))})")
         grid = [
             {"task": c.task, "task_args": {**c.task_args, **config.task_args}, "backbone": c.backbone,
              "backbone_args": {**c.backbone_args, **config.backbone_args}, "policy": c.policy,
              "policy_args": {**c.policy_args, **config.policy_args}, "hparams": c.hparams, "label": c.row}
-            for c in suite.cells
+            for c in suite.cells if not config.tasks or c.task in config.tasks  # --task narrows a suite
         ]
     else:
         tasks = host.tasks.names() if config.all_tasks else config.tasks

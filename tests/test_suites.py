@@ -101,6 +101,18 @@ def test_a_suite_cell_named_twice_runs_once_and_its_hparams_apply(host) -> None:
     assert expand_cells(user, h, "cpu", [])[0].hparams.steps == 3  # the user's override wins
 
 
+def test_task_narrows_a_suite_to_that_tasks_cells(host) -> None:  # type: ignore[no-untyped-def]
+    config = build_run_config({}, {"suite": "mixed", "tasks": ["bit_xor"], "profile": "smoke"})
+    unavailable: list[str] = []
+    cells = expand_cells(config, host, "cpu", unavailable)
+    assert [(c.task, c.backbone) for c in cells] == [("bit_xor", "gpt2")]
+    assert len(unavailable) == 1 and "Other / bit_xor" in unavailable[0]  # the other tasks' cells are not tried
+    wrong = build_run_config({}, {"suite": "mixed", "tasks": ["mnist"], "profile": "smoke"})
+    with pytest.raises(UserError, match=r"--task mnist: not a task of suite 'mixed' \(its tasks: bit_memory, "
+                                        r"bit_xor, no_such_task\)"):
+        expand_cells(wrong, host, "cpu", [])
+
+
 def test_unavailable_cells_without_a_list_still_raise(host) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(UserError, match="unknown task 'no_such_task'"):
         expand_cells(build_run_config({}, {"suite": "mixed", "profile": "smoke"}), host, "cpu")
