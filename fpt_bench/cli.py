@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run cells (task x backbone x policy x seed)")
     what = run.add_argument_group("what to run")
-    what.add_argument("--task", action="append", dest="tasks", metavar="NAME", help="a task (repeatable); with --suite, that task's cells of the suite")
+    what.add_argument("--task", action="append", dest="tasks", metavar="NAME",
+                      help="a task (repeatable); with --suite, that task's cells of the suite")
     what.add_argument("--all", action="store_true", dest="all_tasks", help="every registered task")
     what.add_argument("--suite", help="a named grid of cells (see `fpt-bench ls suites`)")
     what.add_argument("--task-args", metavar="K=V,...", help="task options")
