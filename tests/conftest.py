@@ -30,8 +30,12 @@ def run_cli(*args: str, capsys: pytest.CaptureFixture[str] | None = None) -> tup
     return code, out.out, out.err
 
 
+PLUGIN_SWITCHES = ("FPT_BENCH_STRICT_PLUGINS", "FPT_BENCH_DISABLE_PLUGINS")
+
+
 def run_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ)
+    # plugin switches come from the test alone (tox sets strict mode for the suite's own process)
+    full_env = {k: v for k, v in os.environ.items() if k not in PLUGIN_SWITCHES}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "fpt_bench.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
