@@ -115,3 +115,17 @@ def test_modules_added_by_a_policy_declare_their_own_role(tiny: FPTModel) -> Non
         assert roles["backbone.model.h.0.attn.c_attn.weight"] == Role.ATTENTION
     finally:
         del tiny.backbone.model.h[0].attn.adapter
+
+
+def test_adapters_outside_the_backbone_get_gradients_when_only_they_and_the_output_train() -> None:
+    # lora's adapters live in FPTModel.adapters and hook into the backbone from outside it: with everything else
+    # below the output layer frozen, the forward pass must still record the graph (no no_grad shortcut)
+    import torch
+
+    model = build("bit_xor", {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2, "dropout": 0})
+    apply(model, "lora")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(("adapters.", "output.")))
+    model(torch.rand(3, 10, 1)).sum().backward()
+    grads = [p.grad for n, p in model.named_parameters() if n.startswith("adapters.") and n.endswith("lora_b")]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
