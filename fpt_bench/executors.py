@@ -22,7 +22,7 @@ from fpt_bench import distributed
 from fpt_bench.backbone_checkpoint import backbone_path
 from fpt_bench.locks import CellLock
 from fpt_bench.result_schema import CellResult
-from fpt_bench.results import checkpoint_path, remove_leftovers, result_path, should_run
+from fpt_bench.results import checkpoint_path, read_result, remove_leftovers, result_path, should_run
 from fpt_bench.runner import RunContext, run_cell
 from fpt_bench.specs import BackboneSpec, CellConfig
 
@@ -48,10 +48,12 @@ class Executor(Protocol):
 
 def needs_run(path: Path, ctx: RunContext) -> bool:
     """Whether a cell must run: no finished result (per ``--overwrite``), or ``--save-backbone`` asks for a
-    backbone file that a finished cell did not save."""
+    backbone file that an ok cell did not save (a diverged cell saves none, so it is not rerun for one)."""
     if should_run(path, ctx.overwrite):
         return True
-    return ctx.save_backbone and ctx.overwrite != "never" and not backbone_path(path).exists()
+    if not ctx.save_backbone or ctx.overwrite == "never" or backbone_path(path).exists():
+        return False
+    return read_result(path).status == "ok"  # readable: should_run has rerun a corrupt one
 
 
 def run_claimed(cell: CellConfig, path: Path, ctx: RunContext) -> CellOutcome:

@@ -15,7 +15,7 @@ from fpt_bench import UserError
 from fpt_bench.backbone_checkpoint import backbone_path, read_backbone_checkpoint, save_backbone
 from fpt_bench.executors import run_sweep
 from fpt_bench.profiles import resolve_hparams
-from fpt_bench.results import read_result, result_path
+from fpt_bench.results import read_result, result_path, write_result
 from fpt_bench.runner import RunContext
 from fpt_bench.specs import CellConfig, HParamOverrides
 
@@ -67,6 +67,15 @@ def test_save_backbone_then_transfer_it_frozen(tmp_path: Path) -> None:
     assert second.parameters is not None
     assert second.parameters.by_role["attention"]["trainable"] == 0  # loaded frozen under fpt
     assert second.parameters.trainable == 33218
+
+
+def test_save_backbone_does_not_rerun_a_diverged_cell(tmp_path: Path) -> None:
+    cell = _cell(dict(TINY["gpt2"][1]), "fpt")
+    path = result_path(tmp_path, cell)
+    assert "ok" in _sweep(cell, tmp_path, save=False)
+    write_result(path, read_result(path).model_copy(update={"status": "diverged"}))  # diverged cells save none
+    assert "skip" in _sweep(cell, tmp_path, save=True)
+    assert not backbone_path(path).exists() and read_result(path).status == "diverged"
 
 
 @pytest.mark.parametrize("key", list(TINY))
