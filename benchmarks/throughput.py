@@ -99,9 +99,8 @@ def sync(device: torch.device) -> None:
 # --------------------------------------------------------------------------------------------- data
 def synthetic(task: str, n: int, spec: Any, seed: int) -> tuple[Any, Any]:
     """(harness SplitData, naive Dataset factory(train: bool)) with the same examples."""
-    from fpt_bench_plugins.tasks import vision
-
     from fpt_bench import SplitData
+    from fpt_bench_plugins.tasks import vision
 
     rng = np.random.default_rng(seed)
     shape = SHAPES[task]

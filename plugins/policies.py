@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import torch
-from fpt_bench_plugins.lora import FPTLayers, LoRA
 
 from fpt_bench import FreezePolicy, LayerSelection, PolicySpec, Role, hookimpl
 from fpt_bench.model import FPTModel
+from fpt_bench_plugins.lora import FPTLayers, LoRA
 
 R = Role
 FPT = frozenset({R.INPUT, R.OUTPUT, R.NORM, R.POSITION})

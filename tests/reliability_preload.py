@@ -2,7 +2,6 @@
 transformers' GPT-2, the harness (with the modules ``fpt-bench run`` imports lazily) and its plugins are loaded
 already. Nothing here runs a torch operation (the children are forked from this process)."""
 
-import fpt_bench_plugins.backbones.gpt2  # noqa: F401
 import packaging.requirements  # noqa: F401
 import torch  # noqa: F401
 import transformers.models.gpt2.modeling_gpt2  # noqa: F401
@@ -13,6 +12,7 @@ import fpt_bench.data  # noqa: F401
 import fpt_bench.executors  # noqa: F401
 import fpt_bench.requirements  # noqa: F401
 import fpt_bench.runner  # noqa: F401
+import fpt_bench_plugins.backbones.gpt2  # noqa: F401
 from fpt_bench.plugins import get_host
 
 get_host()

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fpt_bench_plugins.tasks.homology import SPLITS, encode_protein, read_lmdb
-from fpt_bench_plugins.tasks.homology_scope import read_astral, split_domains
 
 from fpt_bench import CorruptFileError, DataMissingError, Readout, UserError
 from fpt_bench.cli import main
 from fpt_bench.plugins import get_host
+from fpt_bench_plugins.tasks.homology import SPLITS, encode_protein, read_lmdb
+from fpt_bench_plugins.tasks.homology_scope import read_astral, split_domains
 
 RECORDS = [
     {"primary": "SLFEQX", "protein_length": 6, "fold_label": 3, "id": "d1a"},

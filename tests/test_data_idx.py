@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fpt_bench_plugins.tasks.vision import decode_mnist, read_idx, read_idx_pair
 
 from fpt_bench import CorruptFileError, DataMissingError
 from fpt_bench.cli import main
 from fpt_bench.datastore.importer import import_files
 from fpt_bench.plugins import get_host
+from fpt_bench_plugins.tasks.vision import decode_mnist, read_idx, read_idx_pair
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

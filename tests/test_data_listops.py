@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from fpt_bench_plugins.tasks import listops_gen
-from fpt_bench_plugins.tasks.listops import PAPER_VOCAB, VOCAB, read_tsv, tokenize
 
 from fpt_bench import CorruptFileError, Readout
 from fpt_bench.cli import main
 from fpt_bench.plugins import get_host
+from fpt_bench_plugins.tasks import listops_gen
+from fpt_bench_plugins.tasks.listops import PAPER_VOCAB, VOCAB, read_tsv, tokenize
 
 # every operator, nesting, MED with an even count, SM wrapping around
 ROWS = [

@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-from fpt_bench_plugins import loggers
 from plugin_helpers import TINY_GPT2, plugin_site  # noqa: F401 - fixtures
 
 from fpt_bench.cli import main
 from fpt_bench.results import iter_results
 from fpt_bench.specs import CellConfig, TrainHParams
+from fpt_bench_plugins import loggers
 
 RUN = ["run", "--task", "bit_xor", "--backbone-args", TINY_GPT2, "--profile", "smoke", "--device", "cpu",
        "--steps", "4", "--eval-every", "2", "--no-progress"]

@@ -300,9 +300,8 @@ tape_records = st.one_of(st.lists(clean_record, min_size=1, max_size=4),
 
 
 def tape_pipeline(raw: Any, where: str) -> Any:
-    from fpt_bench_plugins.tasks.homology import N_FOLDS, tape_records, tokenize_records
-
     from fpt_bench import CorruptFileError
+    from fpt_bench_plugins.tasks.homology import N_FOLDS, tape_records, tokenize_records
 
     if not isinstance(raw, list):
         raise CorruptFileError(f"{where}: expected a list of records")  # read_json's own check, for LMDB lists
@@ -336,6 +335,7 @@ def test_tape_lmdb(tmp_path: Path, values: list[bytes], count: bytes | None, cut
     import shutil
 
     import lmdb
+
     from fpt_bench_plugins.tasks.homology import read_lmdb
 
     folder = tmp_path / "remote_homology_valid.lmdb"

@@ -85,6 +85,7 @@ def test_payloads_are_live(tmp_path: Path) -> None:
 
 def test_cifar_and_tape_pickles_that_import_or_call_are_refused(tmp_path: Path) -> None:
     import lmdb
+
     from fpt_bench_plugins.tasks.homology import read_lmdb
     from fpt_bench_plugins.tasks.vision import read_cifar_batch
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from pydantic import Field
+from torch import nn
+
+from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
 from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench_plugins.backbones.weights import (
     checkpoint_provenance,
@@ -17,10 +21,6 @@ from fpt_bench_plugins.backbones.weights import (
     stats_init_,
     truncate_layers,
 )
-from pydantic import Field
-from torch import nn
-
-from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
 
 # size -> (hub id, layers, width, heads)
 SIZES: dict[str, tuple[str, int, int, int]] = {

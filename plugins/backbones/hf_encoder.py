@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
 from fpt_bench_plugins.backbones.structure import (
     RoleMap,
     TransformerOptions,
@@ -31,10 +35,6 @@ from fpt_bench_plugins.backbones.weights import (
     stats_init_,
     truncate_layers,
 )
-from pydantic import Field, model_validator
-from torch import nn
-
-from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
 
 R = Role
 _BERT_LAYER = (

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fpt_bench_plugins.backbones.weights import KINDS, WEIGHTS_HELP, WeightSource, parse_weights
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from fpt_bench import Role, UserError
+from fpt_bench_plugins.backbones.weights import KINDS, WEIGHTS_HELP, WeightSource, parse_weights
 
 
 @dataclass(frozen=True)

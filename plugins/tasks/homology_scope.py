@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fpt_bench_plugins.tasks.homology import IUPAC, PAD, encode_protein
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
@@ -43,6 +42,7 @@ from fpt_bench import (
 )
 from fpt_bench.data import Manifest, prepare_files, provenance, require_files
 from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
+from fpt_bench_plugins.tasks.homology import IUPAC, PAD, encode_protein
 
 SPLIT_VERSION = 1
 FASTA = "scope/astral-scopedom-seqres-gd-sel-gs-bib-40-2.08.fa"

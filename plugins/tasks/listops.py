@@ -24,7 +24,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from fpt_bench_plugins.tasks import listops_gen
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
@@ -43,6 +42,7 @@ from fpt_bench import (
 )
 from fpt_bench.data import Manifest, check_files, prepare_files, provenance, require_files
 from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
+from fpt_bench_plugins.tasks import listops_gen
 
 TOKENIZER_VERSION = 1
 LRA_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"

@@ -23,7 +23,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from fpt_bench_plugins.tasks.image_augment import crop_flip_rotate, patchify, unpatchify
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
@@ -42,6 +41,7 @@ from fpt_bench import (
 )
 from fpt_bench.data import FileState, prepare_files, provenance, require_files
 from fpt_bench.datastore import safepickle
+from fpt_bench_plugins.tasks.image_augment import crop_flip_rotate, patchify, unpatchify
 
 CITATION = "Lu, Grover, Abbeel, Mordatch. Pretrained Transformers as Universal Computation Engines. 2021."
 PATCH = 4
