@@ -82,7 +82,7 @@ class Backbone:
             return self.Options(**args)
         except ValidationError as exc:
             raise UserError(
-                f"bad --backbone-args for backbone {self.spec.name!r}: {brief_validation_error(exc)}"
+                f"bad --backbone-args for backbone {self.spec.name!r}: {brief_validation_error(exc, self.Options)}"
             ) from None
 
     def build(self, options: BaseModel, max_len: int) -> BackboneModule:

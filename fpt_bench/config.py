@@ -97,7 +97,7 @@ def build_run_config(file_values: dict[str, Any], cli_values: dict[str, Any], so
     try:
         return RunConfig(**merged)
     except ValidationError as exc:
-        raise UserError(f"bad run configuration{where}: {brief_validation_error(exc)}") from None
+        raise UserError(f"bad run configuration{where}: {brief_validation_error(exc, RunConfig)}") from None
 
 
 def resolve_device(device: str) -> str:

@@ -30,7 +30,9 @@ class FreezePolicy:
         try:
             return self.Options(**args)
         except ValidationError as exc:
-            raise UserError(f"bad --policy-args for policy {self.spec.name!r}: {brief_validation_error(exc)}") from None
+            raise UserError(
+                f"bad --policy-args for policy {self.spec.name!r}: {brief_validation_error(exc, self.Options)}"
+            ) from None
 
     def transform(self, model: FPTModel, options: BaseModel) -> None:
         """Change the model before freezing (default: nothing)."""

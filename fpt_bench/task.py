@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ class Task:
         try:
             return self.Options(**args)
         except ValidationError as exc:
-            raise UserError(f"bad --task-args for task {self.spec.name!r}: {_brief(exc)}") from None
+            raise UserError(f"bad --task-args for task {self.spec.name!r}: {_brief(exc, self.Options)}") from None
 
     def resolve_spec(self, options: BaseModel) -> TaskSpec:
         """The spec under these options (an option may change the input kind or the maximum length)."""
@@ -132,12 +133,32 @@ class Task:
         """Make sure the data is present and verified; raise DataMissingError saying what to do if not."""
 
 
-def _brief(exc: ValidationError) -> str:
+def _brief(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per pydantic error; an unknown top-level key of ``model`` gets a "did you mean" (or the keys it
+    accepts)."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(value)"
-        parts.append(f"{loc}: {err['msg']}")
+        text = f"{loc}: {err['msg']}"
+        if err["type"] == "extra_forbidden" and model is not None and len(err["loc"]) == 1:
+            text += _suggest(str(err["loc"][0]), model)
+        parts.append(text)
     return "; ".join(parts)
+
+
+def _suggest(key: str, model: type[BaseModel]) -> str:
+    """A hint for an unknown ``key``: the closest field, also of a nested table (``steps`` -> ``hparams.steps``)."""
+    known = list(model.model_fields)
+    nested = {name: f"{field}.{name}" for field, info in model.model_fields.items()
+              if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+              for name in info.annotation.model_fields}
+    for pool, where in ((known, None), (list(nested), nested)):
+        close = difflib.get_close_matches(key, pool, n=1, cutoff=0.8 if where is None else 0.75)
+        if close:
+            return f" (did you mean {(where or {}).get(close[0], close[0])!r}?)"
+    if not known:
+        return " (it takes no options)"
+    return f" (accepted: {', '.join(known)})"
 
 
 brief_validation_error = _brief

@@ -75,7 +75,12 @@ def test_default_profile_is_printed(tmp_path: Path, capsys) -> None:
         (["--task", "bit_xor", "--policy", "fpt_frozen"], "unknown policy 'fpt_frozen'; did you mean"),
         (["--task", "bit_xor", "--backbone", "gpt3"], "unknown backbone 'gpt3'; did you mean 'gpt2'?"),
         (["--task", "bit_xor", "--backbone-args", "weights=randm"], "bad --backbone-args for backbone 'gpt2': weights"),
-        (["--task", "bit_xor", "--backbone-args", "n_layer=2"], "n_layer: Extra inputs are not permitted"),
+        (["--task", "bit_xor", "--backbone-args", "n_layer=2"],
+         "n_layer: Extra inputs are not permitted (did you mean 'n_layers'?)"),
+        (["--task", "bit_xor", "--task-args", "nval=3"], "nval: Extra inputs are not permitted (did you mean 'n_val'?)"),
+        (["--task", "bit_xor", "--policy-args", "rank=3"], "rank: Extra inputs are not permitted (it takes no options)"),
+        (["--task", "bit_xor", "--policy", "lora", "--policy-args", "zzz=3"],
+         "zzz: Extra inputs are not permitted (accepted: rank, alpha, targets, dropout, base)"),
         (["--task", "bit_xor", "--backbone-args", "oops"], "--backbone-args: expected key=value pairs"),
         (["--task", "bit_xor", "--seeds", "a,b"], "--seeds: expected integers"),
         (["--task", "bit_xor", "--profile", "huge"], "unknown profile 'huge'"),
@@ -99,7 +104,8 @@ def test_bad_config_file_key_and_toml(tmp_path: Path, capsys) -> None:
     bad_key = tmp_path / "bad.toml"
     bad_key.write_text('tasks = ["bit_xor"]\nstepz = 3\n')
     code, _, err = run_cli("run", "--config", str(bad_key), capsys=capsys)
-    assert code == 2 and f"bad run configuration in {bad_key}: stepz: Extra inputs are not permitted" in err
+    assert code == 2 and (f"bad run configuration in {bad_key}: stepz: Extra inputs are not permitted "
+                          "(did you mean 'hparams.steps'?)") in err
     bad_toml = tmp_path / "broken.toml"
     bad_toml.write_text("tasks = [\n")
     code, _, err = run_cli("run", "--config", str(bad_toml), capsys=capsys)
