@@ -162,7 +162,8 @@ from fpt_bench import UserError
 host = get_host()
 out = {}
 for name, args in [("gpt2", {"source": "tiny-org/gpt2"}), ("hf_encoder", {"source": "tiny-org/bert"}),
-                   ("vit", {"source": "tiny-org/vit"}), ("hf_encoder", {"source": "tiny-org/absent"})]:
+                   ("vit", {"source": "tiny-org/vit"}), ("hf_encoder", {"source": "tiny-org/absent"}),
+                   ("gpt2", {"source": "tiny-org/holey"})]:
     plugin = host.backbones.get(name)
     try:
         module = plugin.build(plugin.options(args), 10)
@@ -180,8 +181,8 @@ def test_pretrained_through_a_hub_cache_offline(tmp_path: Path) -> None:
     hub = tmp_path / "hub"
     revision = "0123456789abcdef0123456789abcdef01234567"
     sums = {}
-    for family in ("gpt2", "bert", "vit"):
-        model = tiny_hf_model(family)
+    for family in ("gpt2", "bert", "vit", "holey"):
+        model = tiny_hf_model("gpt2" if family == "holey" else family)
         repo = hub / f"models--tiny-org--{family}"
         model.save_pretrained(repo / "snapshots" / revision)
         (repo / "refs").mkdir(parents=True)
@@ -189,6 +190,12 @@ def test_pretrained_through_a_hub_cache_offline(tmp_path: Path) -> None:
         state = model.state_dict()
         key = next(k for k in state if k.endswith(("c_attn.weight", "query.weight", "q_proj.weight")))
         sums[family] = state[key].sum().item()
+    from safetensors.torch import load_file, save_file
+
+    holey = hub / "models--tiny-org--holey" / "snapshots" / revision / "model.safetensors"
+    tensors = load_file(holey)
+    del tensors["h.1.ln_2.weight"]  # a checkpoint that lacks one weight: it stays random, and the user is told
+    save_file(tensors, holey, metadata={"format": "pt"})
     env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_HOME": str(tmp_path / "hf-home")}
     proc = subprocess.run([sys.executable, "-c", HUB_SCRIPT, "model.h.0.attn.c_attn.weight"], env=env,
@@ -196,8 +203,13 @@ def test_pretrained_through_a_hub_cache_offline(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert out["tiny-org/gpt2"]["layers"] == 3 and out["tiny-org/bert"]["width"] == 32
-    for family in ("gpt2", "bert", "vit"):
+    for family in ("gpt2", "bert", "vit", "holey"):
         assert out[f"tiny-org/{family}"]["q"] == pytest.approx(sums[family], abs=1e-5)
+    # transformers' load report and progress bars are silenced; a missing weight is one warning of ours
+    assert "LOAD REPORT" not in proc.stderr and "Loading weights" not in proc.stderr
+    assert ("fpt-bench: warning: tiny-org/holey has no weights for 1 parameter(s) of GPT2Model, which keep their "
+            "random initialisation: h.1.ln_2.weight") in proc.stderr
+    assert proc.stderr.count("fpt-bench: warning") == 1
     error = out["tiny-org/absent"]["error"]
     assert "HF_HUB_OFFLINE" in error and str(hub) in error and "hf download tiny-org/absent" in error
 

@@ -13,6 +13,9 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,13 +134,37 @@ def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, A
     """``from_pretrained`` for a hub id or a local directory in float32, ``trust_remote_code=False``; one clear
     error when the weights are missing."""
     try:
-        return model_class.from_pretrained(
-            resolve_source(source), trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
-            **_dtype_kwargs(), **config_overrides,
-            **model_kwargs,
-        )
+        with _quiet_transformers():
+            model, info = model_class.from_pretrained(
+                resolve_source(source), trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
+                output_loading_info=True, **_dtype_kwargs(), **config_overrides, **model_kwargs,
+            )
     except (OSError, ValueError) as exc:
         raise pretrained_error(source, exc) from None
+    # transformers' own load report (a table, also for checkpoint keys this encoder-only model does not use) is
+    # silenced above; what matters for a frozen backbone is a weight the checkpoint lacks: it would be random.
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        print(f"fpt-bench: warning: {source} has no weights for {len(missing)} parameter(s) of "
+              f"{model_class.__name__}, which keep their random initialisation: {shown}", file=sys.stderr)
+    return model
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers at error verbosity and without its progress bars, restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def model_from_config(model_class: Any, config: Any, sdpa: bool = True, **model_kwargs: Any) -> nn.Module:
