@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list registered components")
     ls.add_argument("kind", choices=[*LIST_KINDS, "profiles", "cells"])
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--options", action="store_true",
+                    help="tasks, backbones, policies: also each one's options (--task-args etc.) with defaults")
     cli_leaderboard.add_ls_arguments(ls)
     cli_leaderboard.add_parser(sub)
 
@@ -222,13 +224,35 @@ def cmd_ls(args: argparse.Namespace) -> int:
     else:
         registry = get_host().registries[LIST_KINDS[args.kind]]
         rows = [{"name": e.name, "origin": e.origin, "description": describe(e.component)} for e in registry]
+        if args.options:
+            for row, entry in zip(rows, registry, strict=True):
+                row["options"] = option_rows(getattr(entry.component, "Options", None))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
         print(f"{r['name']:<{width}}  {r['description']}  [{r['origin']}]")
+        for o in r.get("options", []):
+            default = "(required)" if o["required"] else f"={o['default']}"
+            print(f"    {o['name']}{default}  {o['description']}".rstrip())
     return 0
+
+
+def option_rows(model: type | None) -> list[dict[str, Any]]:
+    """A component's options (its pydantic ``Options`` model): name, default, whether required, description."""
+    from pydantic import BaseModel
+
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    rows = []
+    for name, field in model.model_fields.items():
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        if not isinstance(default, str | int | float | bool | type(None)):
+            default = str(default)
+        rows.append({"name": name, "default": default, "required": field.is_required(),
+                     "description": field.description or ""})
+    return rows
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

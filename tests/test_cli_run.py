@@ -130,6 +130,12 @@ def test_ls_and_plugins_json(capsys) -> None:
     names = {row["name"] for row in json.loads(out)}
     assert {"fpt", "full", "output_only", "out", "out_norm", "out_norm_in", "out_norm_in_pos", "fpt_ff",
             "fpt_attn", "fpt_ff_attn", "fpt_frozen_norm", "bitfit"} <= names
+    assert "options" not in json.loads(out)[0]  # only with --options
+    code, out, _ = run_cli("ls", "policies", "--options", "--json", capsys=capsys)
+    lora = {o["name"]: o for o in next(r for r in json.loads(out) if r["name"] == "lora")["options"]}
+    assert lora["rank"] == {"name": "rank", "default": 8, "required": False, "description": "rank r of each update"}
+    code, out, _ = run_cli("ls", "tasks", "--options", capsys=capsys)
+    assert code == 0 and "    n_val=500  examples in the fixed validation set" in out
     code, out, _ = run_cli("plugins", "--json", capsys=capsys)
     plugins = {p["name"]: p for p in json.loads(out)}
     assert plugins["bits"]["distribution"] == "fpt-bench"
