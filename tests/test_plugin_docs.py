@@ -106,12 +106,15 @@ def test_writing_plugins_uses_only_the_public_api() -> None:
 
 def test_writing_plugins_snippets_run_and_the_backbone_keeps_the_contracts() -> None:
     snippets = [b for b in code_blocks(GUIDE_MD, "python") if not b.startswith("# file:")]
-    assert len(snippets) == 5
+    assert len(snippets) == 7
     namespaces = []
     for block in snippets:
         namespace: dict[str, Any] = {"__name__": "snippet"}
         exec(compile(block, str(GUIDE_MD), "exec"), namespace)  # noqa: S102
         namespaces.append(namespace)
+    reverse = next(ns for ns in namespaces if "Reverse" in ns)
+    spec = reverse["Reverse"]().resolve_spec(reverse["ReverseOptions"](n_bits=5))
+    assert (spec.max_len, spec.output.n_predictions, spec.output.k, spec.name) == (10, 5, 5, "bit_reverse")
     backbone = next(ns["TinyMLP"] for ns in namespaces if "TinyMLP" in ns)()
     module = backbone.build(backbone.options(backbone.smoke_args), 12)
     check_roles(module)
