@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in support.summary_lines():
         terminalreporter.write_line(line)
     support.write_report()
+
+
+def write_tar(path: Path, entries: list[tarfile.TarInfo]) -> Path:
+    """A tar archive of ``entries`` (regular files hold b"evil"; links and folders as given), for archive tests."""
+    with tarfile.open(path, "w") as tar:
+        for info in entries:
+            blob = b"evil"
+            if info.isfile():
+                info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob) if info.isfile() else None)
+    return path

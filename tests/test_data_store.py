@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_tar
 
 from fpt_bench import CorruptFileError, DataFile, DataMissingError, UserError
 from fpt_bench import data as store
@@ -117,16 +118,6 @@ def test_fetch_downloads_verifies_and_extracts_an_archive(tmp_path: Path) -> Non
         fetch_files("demo", data, [DataFile("a.bin")])
 
 
-def _tar(path: Path, entries: list[tarfile.TarInfo]) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for info in entries:
-            blob = b"evil"
-            if info.isfile():
-                info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob) if info.isfile() else None)
-    return path
-
-
 @pytest.mark.parametrize("kind, message", [
     ("dotdot", "climbs out of the destination"),
     ("absolute", "has an absolute path"),
@@ -145,7 +136,7 @@ def test_extraction_refuses_escaping_members(tmp_path: Path, kind: str, message:
                                "symlink": "link"}[kind])
         if kind == "symlink":
             bad.type, bad.linkname = tarfile.SYMTYPE, str(tmp_path / "escaped.txt")
-        archive = _tar(tmp_path / "a.tar", [tarfile.TarInfo("ok.txt"), bad])
+        archive = write_tar(tmp_path / "a.tar", [tarfile.TarInfo("ok.txt"), bad])
     with pytest.raises(CorruptFileError) as err:
         safe_extract(archive, dest)
     assert str(archive) in str(err.value) and message in str(err.value)
@@ -153,13 +144,13 @@ def test_extraction_refuses_escaping_members(tmp_path: Path, kind: str, message:
 
 
 def test_extraction_of_selected_members_only(tmp_path: Path) -> None:
-    archive = _tar(tmp_path / "a.tar", [tarfile.TarInfo("x/keep.txt"), tarfile.TarInfo("x/other.txt")])
+    archive = write_tar(tmp_path / "a.tar", [tarfile.TarInfo("x/keep.txt"), tarfile.TarInfo("x/other.txt")])
     written = safe_extract(archive, tmp_path / "d", {"x/keep.txt": "renamed/keep.txt"})
     assert written == [tmp_path / "d" / "renamed" / "keep.txt"] and written[0].read_bytes() == b"evil"
     assert sorted(p.name for p in (tmp_path / "d").rglob("*")) == ["keep.txt", "renamed"]
     with pytest.raises(CorruptFileError, match="does not contain x/absent.txt"):
         safe_extract(archive, tmp_path / "d", {"x/absent.txt": "absent.txt"})
-    hostile = _tar(tmp_path / "b.tar", [tarfile.TarInfo("x/keep.txt"), tarfile.TarInfo("../unwanted.txt")])
+    hostile = write_tar(tmp_path / "b.tar", [tarfile.TarInfo("x/keep.txt"), tarfile.TarInfo("../unwanted.txt")])
     with pytest.raises(CorruptFileError, match="climbs out"):  # a hostile archive is refused as a whole
         safe_extract(hostile, tmp_path / "e", {"x/keep.txt": "keep.txt"})
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import html.parser
-import io
 import json
 import os
 import pickle
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import result_files, run_cli
+from conftest import result_files, run_cli, write_tar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lb_support import make_result, write
@@ -220,16 +219,6 @@ def test_trust_remote_code_is_never_on(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 # ----------------------------------------------------------------------------------------------- archives
-def _tar(path: Path, members: list[tarfile.TarInfo]) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for info in members:
-            blob = b"evil"
-            if info.isfile():
-                info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob) if info.isfile() else None)
-    return path
-
-
 def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, link
@@ -257,7 +246,7 @@ def hostile_archives(tmp_path: Path) -> dict[str, Path]:
         "tar device": [_info("dev", tarfile.CHRTYPE)],
         "tar fifo": [_info("fifo", tarfile.FIFOTYPE)],
     }
-    return {**zips, **{label: _tar(tmp_path / f"{label.replace(' ', '_')}.tar", members)
+    return {**zips, **{label: write_tar(tmp_path / f"{label.replace(' ', '_')}.tar", members)
                        for label, members in tars.items()}}
 
 
@@ -274,7 +263,7 @@ def test_archives_never_write_outside_their_destination(tmp_path: Path) -> None:
     dest.mkdir(parents=True)
     (tmp_path / "elsewhere").mkdir()
     (dest / "sub").symlink_to(tmp_path / "elsewhere")
-    innocent = _tar(tmp_path / "innocent.tar", [_info("sub/file.txt")])
+    innocent = write_tar(tmp_path / "innocent.tar", [_info("sub/file.txt")])
     with pytest.raises(CorruptFileError, match="would land outside"):
         safe_extract(innocent, dest)
     assert list((tmp_path / "elsewhere").iterdir()) == []
@@ -284,7 +273,7 @@ def test_archives_never_write_outside_their_destination(tmp_path: Path) -> None:
 def test_hostile_archive_through_data_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fpt_bench.cli import main
 
-    archive = _tar(tmp_path / "cifar-10-python.tar", [_info("cifar-10-batches-py/data_batch_1"),
+    archive = write_tar(tmp_path / "cifar-10-python.tar", [_info("cifar-10-batches-py/data_batch_1"),
                                                       _info("cifar-10-batches-py/../../../escaped.txt")])
     code = main(["data", "import", "cifar10", str(archive), "--data-dir", str(tmp_path / "data")])
     err = capsys.readouterr().err
