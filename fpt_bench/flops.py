@@ -56,15 +56,15 @@ class StepFlops:
     head_only: bool = False  # training on cached features
 
     def per_example(self, seq_len: int) -> float:
+        forward = self._forward(seq_len)
         out = 2.0 * self.k * self.n_out
+        weights = out if self.output_trains else 0.0  # the output layer's weight gradient
         if self.head_only:
-            return 2.0 * out if self.output_trains else out
-        attn = float(self.backbone.attention_flops(seq_len))  # type: ignore[attr-defined]
-        forward = 2.0 * seq_len * (self.n_in + self.n_bb) + attn + out
-        backward = 0.0
+            return forward + weights
+        backward = 2.0 * seq_len * self.trainable_prefix + weights
         if self.inputs_backward:
+            attn = float(self.backbone.attention_flops(seq_len))  # type: ignore[attr-defined]
             backward += self.backward_share * (2.0 * seq_len * self.n_bb + 2.0 * attn) + out
-        backward += 2.0 * seq_len * self.trainable_prefix + (out if self.output_trains else 0.0)
         return forward + backward
 
     def step(self, batch_size: int, seq_len: int) -> float:
@@ -72,10 +72,19 @@ class StepFlops:
 
     def forward(self, batch_size: int, seq_len: int) -> float:
         """Forward FLOPs only (evaluation)."""
+        return batch_size * self._forward(seq_len)
+
+    def _forward(self, seq_len: int) -> float:
+        out = 2.0 * self.k * self.n_out
         if self.head_only:
-            return batch_size * 2.0 * self.k * self.n_out
+            return out
         attn = float(self.backbone.attention_flops(seq_len))  # type: ignore[attr-defined]
-        return batch_size * (2.0 * seq_len * (self.n_in + self.n_bb) + attn + 2.0 * self.k * self.n_out)
+        return 2.0 * seq_len * (self.n_in + self.n_bb) + attn + out
+
+    @property
+    def backward_layers(self) -> int:
+        """Backbone layers the backward pass runs through (recorded in the result's speed section)."""
+        return round(self.backward_share * self.backbone.n_layers)  # type: ignore[attr-defined]
 
 
 def step_flops(model: FPTModel, head_only: bool = False) -> StepFlops:
@@ -112,12 +121,6 @@ def step_flops(model: FPTModel, head_only: bool = False) -> StepFlops:
     return StepFlops(n_in=n_in, n_bb=n_bb, n_out=n_out, k=model.task.output.k, backward_share=share,
                      inputs_backward=below_output, trainable_prefix=trainable_prefix, output_trains=output_trains,
                      backbone=model.backbone, head_only=head_only)
-
-
-def backward_layers(model: FPTModel) -> int:
-    """Backbone layers the backward pass runs through (recorded in the result's speed section)."""
-    flops = step_flops(model)
-    return round(flops.backward_share * model.backbone.n_layers)
 
 
 # ------------------------------------------------------------------------------------------------ peak

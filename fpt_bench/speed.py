@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fpt_bench.flops import backward_layers
 from fpt_bench.specs import TrainHParams
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ def record(trainer: Trainer, adam_impl: str) -> dict[str, Any]:
         "bucket_by_length": bool(getattr(train, "bucketed", False)),
         "padding": "to the batch's longest sequence",
         "eval": f"whole splits under inference_mode, batches of {trainer.hp.eval_batch_size}",
-        "backward_layers": backward_layers(model),
+        "backward_layers": trainer.flops.backward_layers,
         "frozen_prefix_no_grad": not any(p.requires_grad for p in model._prefix_parameters()),
         "feature_cache": False,
     }
