@@ -72,9 +72,8 @@ def test_a_really_compiled_model_trains_like_the_plain_one(tmp_path: Path, monke
 def test_every_result_carries_throughput_and_mfu(tmp_path: Path) -> None:
     data = run(tmp_path)
     timing = data["timing"]
-    from fpt_bench.flops import step_flops  # noqa: F401 - the formula the number comes from
 
-    # bit_xor, GPT-2 2 x 32, FPT: 1,063,040 FLOPs per example (test_perf_flops), 4 steps of batch 4
+    # bit_xor, GPT-2 2 x 32, FPT: 1,063,040 FLOPs per example (fpt_bench.flops; test_perf_flops), 4 steps of batch 4
     assert timing["model_flops"] == 4 * 4 * 1_063_040
     assert timing["model_flops_per_second"] == pytest.approx(timing["model_flops"] / timing["train_seconds"])
     assert timing["peak_dtype"] == "float32" and timing["peak_flops_per_second"] > 1e8
