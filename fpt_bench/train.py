@@ -108,13 +108,13 @@ class TrainingData:
         if self.bucketed:
             epoch, within = divmod(step, n // self.batch_size)
             return self._buckets(epoch)[within]
-        start = step * self.batch_size
+        start, taken = step * self.batch_size, 0
         pieces: list[torch.Tensor] = []
-        while len(pieces) == 0 or sum(len(p) for p in pieces) < self.batch_size:
-            offset = start + sum(len(p) for p in pieces)
-            epoch, within = divmod(offset, n)
-            take = min(n - within, self.batch_size - sum(len(p) for p in pieces))
+        while taken < self.batch_size:  # a batch may run over the end of one epoch's permutation into the next
+            epoch, within = divmod(start + taken, n)
+            take = min(n - within, self.batch_size - taken)
             pieces.append(self._permutation(epoch)[within:within + take])
+            taken += take
         return torch.cat(pieces)
 
     def batch(self, step: int) -> Batch:
