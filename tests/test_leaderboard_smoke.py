@@ -1,4 +1,4 @@
-"""The leaderboard on result files written by real smoke runs of the ``offline`` suite (tiny GPT-2), and the
+"""The leaderboard on result files written by real smoke runs of the ``offline_gpt2`` suite (tiny GPT-2), and the
 attention maps of a trained cell rebuilt from its result."""
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ BIT_TASKS = ("bit_memory", "bit_xor")
 
 
 def _register_offline_bits() -> None:
-    """The ``offline`` suite's GPT-2 cells on the generated bit tasks (seconds to run; needs no data files)."""
+    """The ``offline_gpt2`` suite's cells on the generated bit tasks (seconds to run; needs no data files)."""
     host = get_host()
     if "offline_bits" in host.suites:
         return
-    offline = host.suites.get("offline")
-    cells = [c for c in offline.cells if c.task in BIT_TASKS and c.backbone == "gpt2"]
+    offline = host.suites.get("offline_gpt2")
+    cells = [c for c in offline.cells if c.task in BIT_TASKS]
     rows = {c.label for c in cells}
     reference = {row: {t: v for t, v in cols.items() if t in BIT_TASKS}
                  for row, cols in offline.reference.items() if row in rows}

@@ -15,7 +15,7 @@ from fpt_bench.cli import main
 from fpt_bench.config import build_run_config, expand_cells
 
 PAPER_SUITES = {"table1", "modality", "convergence", "scaling", "stats_init", "output_only", "depth",
-                "finetune_more", "ablation", "ablation_random", "frozen_norm", "other_lms", "offline"}
+                "finetune_more", "ablation", "ablation_random", "frozen_norm", "other_lms", "offline", "offline_gpt2"}
 
 
 # A suite with cells that can run and cells whose task or backbone is not installed (whatever else is).
@@ -59,6 +59,22 @@ def test_every_paper_table_is_a_suite_with_its_numbers_and_source(host) -> None:
     ablation = host.suites.get("ablation_random")
     assert ablation.reference["+ LayerNorm"] == {"bit_xor": 100, "listops": 35, "mnist": 83, "cifar10": 46,
                                                  "cifar10_lra": 34}
+
+
+def test_offline_suite_is_minilm_pretrained_vs_random_and_fits_a_cpu(host) -> None:  # type: ignore[no-untyped-def]
+    from fpt_bench.profiles import resolve_hparams
+
+    offline = host.suites.get("offline")
+    assert offline.rows() == ["MiniLM, pretrained", "MiniLM, random init"]
+    assert offline.columns() == ["bit_memory", "bit_xor", "listops", "fashion_mnist"]
+    assert {(c.backbone, tuple(sorted(c.backbone_args.items()))) for c in offline.cells} == {
+        ("hf_encoder", (("preset", "minilm"),)), ("hf_encoder", (("preset", "minilm"), ("weights", "random")))}
+    assert not offline.reference  # the paper has no MiniLM numbers
+    landmark = host.suites.get("offline_gpt2")
+    assert landmark.reference == {"GPT-2, random init": {"bit_memory": 75.8, "bit_xor": 100, "listops": 34.3}}
+    listops = resolve_hparams(host.tasks.get("listops").spec, "quick")
+    assert (listops.steps, listops.batch_size, listops.val_examples, listops.test_examples) == (100, 4, 100, 500)
+    assert resolve_hparams(host.tasks.get("bit_xor").spec, "quick").test_examples is None  # whole test split
 
 
 def test_reference_must_name_real_rows_and_columns() -> None:
