@@ -73,7 +73,8 @@ def test_offline_suite_is_minilm_pretrained_vs_random_and_fits_a_cpu(host) -> No
     landmark = host.suites.get("offline_gpt2")
     assert landmark.reference == {"GPT-2, random init": {"bit_memory": 75.8, "bit_xor": 100, "listops": 34.3}}
     listops = resolve_hparams(host.tasks.get("listops").spec, "quick")
-    assert (listops.steps, listops.batch_size, listops.val_examples, listops.test_examples) == (100, 4, 100, 500)
+    assert (listops.steps, listops.batch_size, listops.val_examples, listops.test_examples,
+            listops.eval_batch_size) == (100, 4, 100, 500, 32)
     assert resolve_hparams(host.tasks.get("bit_xor").spec, "quick").test_examples is None  # whole test split
 
 

@@ -149,9 +149,10 @@ class ListOps(Task):
         input=Tokens(vocab_size=len(VOCAB), pad_id=0), max_len=MAX_LEN,
         output=OutputSpec(n_classes=10, readout=Readout.LAST_NONPAD), bucket_by_length=True,
         paper=PaperHParams(lr=1e-3, batch_size=16, steps=10_000),
-        # quick: a 2000-token cell is slow on a CPU, so validation and test read subsets (the first 100 / 500)
+        # quick: a 2000-token cell is slow on a CPU, so validation and test read subsets (the first 100 / 500),
+        # in evaluation batches of 32 sequences (128 of 2000 tokens would hold GiBs of activations at once)
         profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=100,
-                                           test_examples=500)},
+                                           test_examples=500, eval_batch_size=32)},
     )
 
     def resolve_spec(self, options: ListOpsOptions) -> TaskSpec:  # type: ignore[override]
