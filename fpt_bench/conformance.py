@@ -9,7 +9,6 @@ smoke size, something trains, determinism, a smoke cell. Suites, executors and r
 
 from __future__ import annotations
 
-import difflib
 import re
 import shutil
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any, Literal
 
 from fpt_bench.config import RunConfig, expand_cells
 from fpt_bench.contracts import ContractError
-from fpt_bench.errors import UserError
+from fpt_bench.errors import UserError, did_you_mean
 from fpt_bench.plugins import BUILTIN_DIST, Host, PluginInfo
 from fpt_bench.result_schema import CellResult
 from fpt_bench.results import read_result, result_path
@@ -136,9 +135,8 @@ def resolve_plugins(host: Host, name: str) -> list[PluginInfo]:
     if not found:
         known = sorted({p.name for p in host.plugins.values()} | {p.distribution for p in host.plugins.values()
                                                                    if p.distribution})
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise UserError(f"no installed plugin is named {name!r}{hint} (installed: {', '.join(known)}). "
+        raise UserError(f"no installed plugin is named {name!r}{did_you_mean(name, known)} "
+                        f"(installed: {', '.join(known)}). "
                         "Install it (pip install ...) and check `fpt-bench plugins`")
     return found
 

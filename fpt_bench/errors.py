@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x' or 'y'?"`` for the known names closest to a misspelt one, else ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
 
 class UserError(Exception):
     """A problem the user can fix (bad config, missing data, broken plugin, corrupt file).

@@ -6,12 +6,11 @@ A name registered twice is an error naming both origins, so a plugin can never s
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from fpt_bench.errors import PluginError, UserError
+from fpt_bench.errors import PluginError, UserError, did_you_mean
 
 T = TypeVar("T")
 
@@ -57,10 +56,8 @@ class Registry(Generic[T]):
             raise UserError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         known = ", ".join(sorted(self._entries)) or "(none registered)"
-        return f"unknown {self.kind} {name!r}{hint} (known: {known})"
+        return f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)} (known: {known})"
 
     def entry(self, name: str) -> Entry[T]:
         self.get(name)
