@@ -237,7 +237,7 @@ OFFLINE = OFFLINE.model_copy(update={"cells": [
 
 OFFLINE_GPT2 = _suite(
     "offline_gpt2", "the paper's random-init GPT-2 base on the offline tasks: a landmark for the offline suite "
-                    "(each cell 15-40 min on a 2-core CPU under quick, ListOps hours)",
+                    "(13-39 min a cell on a 2-core CPU under quick, measured; ListOps not run)",
     "Table 2, random-init GPT-2 base (the paper's budgets are larger than any profile but paper)",
     [("GPT-2, random init", [75.8, 100, 34.3, None], {"backbone_args": RANDOM})],
     tasks=OFFLINE_TASKS,
