@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import time
 
 import torch
@@ -37,7 +38,7 @@ def step_seconds(dropout: float, seq_len: int, batch_size: int, steps: int) -> t
         model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state[:, -1].sum().backward()
         walls.append(time.perf_counter() - start)
         systems.append(resource.getrusage(resource.RUSAGE_SELF).ru_stime - before.ru_stime)
-    return sorted(walls[1:])[len(walls[1:]) // 2], sorted(systems[1:])[len(systems[1:]) // 2]
+    return statistics.median(walls[1:]), statistics.median(systems[1:])
 
 
 def main() -> None:

@@ -274,7 +274,7 @@ def test_hostile_archive_through_data_import(tmp_path: Path, capsys: pytest.Capt
     from fpt_bench.cli import main
 
     archive = write_tar(tmp_path / "cifar-10-python.tar", [_info("cifar-10-batches-py/data_batch_1"),
-                                                      _info("cifar-10-batches-py/../../../escaped.txt")])
+                                                           _info("cifar-10-batches-py/../../../escaped.txt")])
     code = main(["data", "import", "cifar10", str(archive), "--data-dir", str(tmp_path / "data")])
     err = capsys.readouterr().err
     assert code == 2 and "climbs out" in err and "Traceback" not in err
