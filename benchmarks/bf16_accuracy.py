@@ -1,0 +1,112 @@
+"""Does bf16 autocast reach fp32's accuracy? The same cells, trained in both precisions, over several seeds.
+
+Runs one cell grid twice through the real command line, ``fpt-bench run ... --precision fp32`` and
+``... --precision bf16`` (finished cells are skipped, so a rerun only reads the results), then reads the result
+files and prints each precision's test accuracy per seed, mean +- sample std, the difference of the means with
+its standard error (Welch), and whether that difference is within seed noise (|difference| <= 2 standard
+errors). Wall time per cell is printed too: on a CPU without bf16 units autocast is emulated and slow, which says
+nothing about accuracy.
+
+    python benchmarks/bf16_accuracy.py                       # tiny random-init GPT-2 on Fashion-MNIST, quick
+    python benchmarks/bf16_accuracy.py --task mnist --backbone-args weights=random,n_layers=4 --seeds 0..4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from fpt_bench.results import iter_results
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def run_grid(args: argparse.Namespace, precision: str) -> None:
+    command = [sys.executable, "-m", "fpt_bench", "run", "--task", args.task, "--backbone", args.backbone,
+               "--backbone-args", args.backbone_args, "--policy", args.policy, "--seeds", args.seeds,
+               "--profile", args.profile, "--device", args.device, "--precision", precision,
+               "--output-dir", str(args.output_dir)]
+    print("$", " ".join(command[1:]).replace("-m fpt_bench", "fpt-bench"), flush=True)
+    subprocess.run(command, check=True)
+
+
+def collect(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """Finished results of this grid by precision (the precision the cell asked for)."""
+    found: dict[str, list[dict[str, Any]]] = {p: [] for p in PRECISIONS}
+    wanted = dict(pair.split("=", 1) for pair in args.backbone_args.split(",") if pair)
+    for path, result in iter_results(args.output_dir / args.task):
+        if isinstance(result, Exception):
+            print(f"skipping {path}: {result}", file=sys.stderr)
+            continue
+        cell = result.cell
+        precision = cell.hparams.get("precision")
+        if (result.status != "ok" or precision not in found or cell.backbone != args.backbone
+                or cell.policy != args.policy or cell.profile != args.profile
+                or {k: str(v) for k, v in cell.backbone_args.items()} != wanted):
+            continue
+        found[precision].append({"seed": cell.seed, "test_accuracy": 100 * (result.metrics.test_accuracy or 0.0),
+                                 "wall_seconds": result.timing.wall_seconds, "file": str(path)})
+    for rows in found.values():
+        rows.sort(key=lambda r: r["seed"])
+    return found
+
+
+def summarise(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    stats = {}
+    for precision, rows in found.items():
+        acc = [r["test_accuracy"] for r in rows]
+        stats[precision] = {"n": len(acc), "mean": statistics.mean(acc) if acc else math.nan,
+                            "std": statistics.stdev(acc) if len(acc) > 1 else math.nan,
+                            "per_seed": {r["seed"]: round(r["test_accuracy"], 2) for r in rows},
+                            "wall_seconds": [round(r["wall_seconds"], 1) for r in rows]}
+    a, b = stats["fp32"], stats["bf16"]
+    difference = b["mean"] - a["mean"]
+    stderr = math.sqrt(a["std"] ** 2 / max(a["n"], 1) + b["std"] ** 2 / max(b["n"], 1))
+    return {"precisions": stats, "difference": difference, "stderr": stderr,
+            "within_seed_noise": abs(difference) <= 2 * stderr}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="fashion_mnist")
+    parser.add_argument("--backbone", default="gpt2")
+    parser.add_argument("--backbone-args", default="weights=random,n_layers=2,n_embd=128,n_head=4")
+    parser.add_argument("--policy", default="fpt")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output-dir", type=Path, default=Path("results/bf16-accuracy"))
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument("--report-only", action="store_true", help="run nothing, summarise the results found")
+    args = parser.parse_args(argv)
+    for precision in () if args.report_only else PRECISIONS:
+        run_grid(args, precision)
+    found = collect(args)
+    if not all(found.values()):
+        print(f"no finished results of both precisions under {args.output_dir}", file=sys.stderr)
+        return 2
+    summary = summarise(found)
+    print(f"\n{args.task}, {args.backbone} ({args.backbone_args}), {args.policy}, {args.profile}: test accuracy %")
+    print("| precision | n | mean ± std | per seed | wall s per cell |")
+    print("|---|---|---|---|---|")
+    for precision, s in summary["precisions"].items():
+        seeds = ", ".join(f"{v:.2f}" for v in s["per_seed"].values())
+        walls = ", ".join(f"{w:.0f}" for w in s["wall_seconds"])
+        print(f"| {precision} | {s['n']} | {s['mean']:.2f} ± {s['std']:.2f} | {seeds} | {walls} |")
+    verdict = "within" if summary["within_seed_noise"] else "NOT within"
+    print(f"\nbf16 - fp32: {summary['difference']:+.2f} points, standard error {summary['stderr']:.2f}: "
+          f"{verdict} seed noise (|difference| <= 2 standard errors)")
+    if args.json:
+        args.json.write_text(json.dumps(dict(summary, config=vars(args) | {"output_dir": str(args.output_dir),
+                                                                            "json": str(args.json)}), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
