@@ -33,7 +33,9 @@ def run_grid(args: argparse.Namespace, precision: str) -> None:
                "--profile", args.profile, "--device", args.device, "--precision", precision,
                "--output-dir", str(args.output_dir)]
     print("$", " ".join(command[1:]).replace("-m fpt_bench", "fpt-bench"), flush=True)
-    subprocess.run(command, check=True)
+    code = subprocess.run(command).returncode
+    if code:  # fpt-bench has said why (a bad option: exit code 2)
+        raise SystemExit(code)
 
 
 def collect(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
