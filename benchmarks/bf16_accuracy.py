@@ -8,7 +8,7 @@ errors). Wall time per cell is printed too: on a CPU without bf16 units autocast
 nothing about accuracy.
 
     python benchmarks/bf16_accuracy.py                       # tiny random-init GPT-2 on Fashion-MNIST, quick
-    python benchmarks/bf16_accuracy.py --task mnist --backbone-args weights=random,n_layers=4 --seeds 0..4
+    python benchmarks/bf16_accuracy.py --task mnist --backbone-args weights=random,n_layers=4 --seeds 0,1,2,3,4
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fpt_bench.results import iter_results
+from fpt_bench.config import build_run_config, expand_cells, parse_kv
+from fpt_bench.errors import UserError
+from fpt_bench.plugins import get_host
+from fpt_bench.results import read_result, result_path
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -38,24 +41,24 @@ def run_grid(args: argparse.Namespace, precision: str) -> None:
         raise SystemExit(code)
 
 
+def cells(args: argparse.Namespace, precision: str) -> list[Any]:
+    """The grid's cells at one precision, exactly as ``fpt-bench run`` expands them (same config hashes)."""
+    values = {"tasks": [args.task], "backbone": args.backbone, "policy": args.policy, "profile": args.profile,
+              "backbone_args": parse_kv(args.backbone_args, "--backbone-args"),
+              "seeds": [int(s) for s in args.seeds.split(",")], "hparams": {"precision": precision}}
+    return expand_cells(build_run_config({}, values), get_host(), args.device)
+
+
 def collect(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    """Finished results of this grid by precision (the precision the cell asked for)."""
+    """The finished results of the grid's cells, by precision."""
     found: dict[str, list[dict[str, Any]]] = {p: [] for p in PRECISIONS}
-    wanted = dict(pair.split("=", 1) for pair in args.backbone_args.split(",") if pair)
-    for path, result in iter_results(args.output_dir / args.task):
-        if isinstance(result, Exception):
-            print(f"skipping {path}: {result}", file=sys.stderr)
-            continue
-        cell = result.cell
-        precision = cell.hparams.get("precision")
-        if (result.status != "ok" or precision not in found or cell.backbone != args.backbone
-                or cell.policy != args.policy or cell.profile != args.profile
-                or {k: str(v) for k, v in cell.backbone_args.items()} != wanted):
-            continue
-        found[precision].append({"seed": cell.seed, "test_accuracy": 100 * (result.metrics.test_accuracy or 0.0),
-                                 "wall_seconds": result.timing.wall_seconds, "file": str(path)})
-    for rows in found.values():
-        rows.sort(key=lambda r: r["seed"])
+    for precision in PRECISIONS:
+        for cell in cells(args, precision):
+            path = result_path(args.output_dir, cell)
+            result = read_result(path) if path.exists() else None
+            if result is not None and result.status == "ok":
+                found[precision].append({"seed": cell.seed, "test_accuracy": 100 * result.metrics.test_accuracy,
+                                         "wall_seconds": result.timing.wall_seconds, "file": str(path)})
     return found
 
 
@@ -89,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for precision in () if args.report_only else PRECISIONS:
         run_grid(args, precision)
-    found = collect(args)
+    try:
+        found = collect(args)
+    except (UserError, ValueError) as exc:  # a bad option or seed list, or an unreadable result file
+        print(f"bf16_accuracy: error: {exc}", file=sys.stderr)
+        return 2
     if not all(found.values()):
         print(f"no finished results of both precisions under {args.output_dir}", file=sys.stderr)
         return 2
@@ -105,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbf16 - fp32: {summary['difference']:+.2f} points, standard error {summary['stderr']:.2f}: "
           f"{verdict} seed noise (|difference| <= 2 standard errors)")
     if args.json:
-        args.json.write_text(json.dumps(dict(summary, config=vars(args) | {"output_dir": str(args.output_dir),
-                                                                            "json": str(args.json)}), indent=2))
+        args.json.write_text(json.dumps(dict(summary, config=vars(args)), indent=2, default=str))
     return 0
 
 
