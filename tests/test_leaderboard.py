@@ -256,3 +256,19 @@ def test_committed_leaderboard_is_current(tmp_path: Path) -> None:
     for name in ("LEADERBOARD.md", "reference.json"):
         assert (folder / name).read_text() == (committed / name).read_text(), (
             f"leaderboard/{name} is stale: run `fpt-bench leaderboard --publish leaderboard/`")
+
+
+def test_committed_leaderboard_holds_the_whole_offline_suite() -> None:
+    """The published offline suite is complete: every cell ran under quick with seeds 0, 1 and 2, all ok."""
+    from fpt_bench.leaderboard.page import load_config
+    from fpt_bench.plugins import get_host
+
+    committed = Path(__file__).resolve().parent.parent / "leaderboard"
+    config = load_config(committed)
+    assert config.profile == "quick" and "offline" in config.suites
+    results, _ = load_results([committed / "results"])
+    table = build_table(results, get_host().suites.get("offline"), config.overrides, config.profile)
+    assert len(table.cells) == 8
+    for (row, column), stat in table.cells.items():
+        seeds = sorted(run.result.cell.seed for run in stat.runs)
+        assert (stat.status, stat.n, seeds) == ("ok", 3, [0, 1, 2]), (row, column)
