@@ -63,16 +63,17 @@ def collect(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 
 
 def summarise(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per-precision statistics and the Welch comparison; every precision has at least one result."""
     stats = {}
     for precision, rows in found.items():
         acc = [r["test_accuracy"] for r in rows]
-        stats[precision] = {"n": len(acc), "mean": statistics.mean(acc) if acc else math.nan,
+        stats[precision] = {"n": len(acc), "mean": statistics.mean(acc),
                             "std": statistics.stdev(acc) if len(acc) > 1 else math.nan,
                             "per_seed": {r["seed"]: round(r["test_accuracy"], 2) for r in rows},
                             "wall_seconds": [round(r["wall_seconds"], 1) for r in rows]}
     a, b = stats["fp32"], stats["bf16"]
     difference = b["mean"] - a["mean"]
-    stderr = math.sqrt(a["std"] ** 2 / max(a["n"], 1) + b["std"] ** 2 / max(b["n"], 1))
+    stderr = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
     return {"precisions": stats, "difference": difference, "stderr": stderr,
             "within_seed_noise": abs(difference) <= 2 * stderr}
 
