@@ -27,6 +27,7 @@ class BackboneModule(nn.Module):
     n_layers: int = 0
     causal: bool = False
     attention: str | None = None  # the attention kernel in use (e.g. "sdpa"), recorded in the result
+    activation: str | None = None  # the feed-forward activation's implementation, recorded in the result
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``embeds`` (B, T, hidden) and ``mask`` (B, T; 1 = real token) -> hidden states (B, T, hidden)."""

@@ -4,7 +4,7 @@
 Switches (hyperparameters, so they are part of a cell's config): ``precision`` (bf16 autocast), ``compile``
 (``torch.compile``; the backend is ``$FPT_BENCH_COMPILE_BACKEND``, default ``inductor``), ``adam_impl``
 (fused / foreach / for-loop Adam), ``feature_cache``; and the backbone's own options (GPT-2:
-``attention=sdpa|eager``). docs/performance.md describes them all.
+``attention=sdpa|eager``, ``gelu=fused|composite``). docs/performance.md describes them all.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def record(trainer: Trainer, adam_impl: str) -> dict[str, Any]:
         "compile": bool(trainer.hp.compile),
         "compile_backend": compile_backend() if trainer.hp.compile else None,
         "attention": getattr(model.backbone, "attention", None),
+        "activation": getattr(model.backbone, "activation", None),
         "optimizer": f"Adam ({adam_impl})",
         "data_on_device": True,
         "training_data": "generated on the device" if split is None else "split held on the device",

@@ -125,3 +125,51 @@ def test_hub_id_resolves_from_a_hub_cache_offline(saved_tiny: Path, tmp_path: Pa
     assert data["status"] == "ok"
     assert data["provenance"]["backbone"] == {"weights": "pretrained", "source": "tiny-org/tiny-gpt2"}
     assert data["parameters"]["by_role"]["attention"]["trainable"] == 0
+
+
+def _saved_activation_bytes(module, batch: int, seq: int) -> tuple[int, torch.Tensor]:
+    """Bytes of the non-parameter tensors autograd keeps for the backward pass of an FPT-style forward (every
+    backbone weight frozen, the input needs its gradient), and the output."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    kept: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    x = torch.randn(batch, seq, module.hidden_size, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = module(x)
+    weights = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    return sum(n for ptr, n in kept.items() if ptr not in weights), out
+
+
+def test_fused_gelu_is_the_same_function_and_keeps_three_fewer_tensors_per_block() -> None:
+    """gelu=fused (the default) and gelu=composite (transformers' gelu_new) agree, and the fused kernel saves
+    exactly three tensors of the MLP's width (4 x 32 floats per token) per block for the backward pass."""
+    args = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2, "dropout": 0}
+    torch.manual_seed(0)
+    fused = build(args)
+    torch.manual_seed(0)
+    composite = build({**args, "gelu": "composite"})
+    assert (fused.activation, composite.activation) == ("gelu_pytorch_tanh", "gelu_new")
+    assert all(type(block.mlp.act).__name__ == "NewGELUActivation" for block in composite.model.h)
+    fused_bytes, a = _saved_activation_bytes(fused, batch=3, seq=5)
+    composite_bytes, b = _saved_activation_bytes(composite, batch=3, seq=5)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert composite_bytes - fused_bytes == 2 * 3 * (3 * 5 * 4 * 32) * 4  # layers x tensors x floats x bytes
+    assert fused_bytes == 41_160
+
+
+def test_pretrained_gpt2_runs_the_fused_gelu_on_its_own_weights(saved_tiny: Path) -> None:
+    from transformers import GPT2Model
+
+    assert json.loads((saved_tiny / "config.json").read_text())["activation_function"] == "gelu_new"
+    module = build({"source": str(saved_tiny), "dropout": 0}).eval()
+    reference = GPT2Model.from_pretrained(saved_tiny).eval()
+    assert module.activation == module.model.config.activation_function == "gelu_pytorch_tanh"
+    assert module.architecture()["config"]["activation_function"] == "gelu_pytorch_tanh"
+    x = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), reference(inputs_embeds=x).last_hidden_state, rtol=1e-5, atol=1e-6)

@@ -36,7 +36,7 @@ def _compile_run(tmp_path: Path, monkeypatch, real: bool) -> tuple[dict, dict, l
     monkeypatch.setattr(torch, "compile", spy)
     monkeypatch.setenv("FPT_BENCH_COMPILE_BACKEND", "eager")
     compiled = run(tmp_path / "compiled", "--compile", "--adam-impl", "for_loop",
-                   backbone=TINY0 + ",attention=eager")
+                   backbone=TINY0 + ",attention=eager,gelu=composite")
     return plain, compiled, calls
 
 
@@ -46,6 +46,7 @@ def test_compile_adam_and_attention_switches_are_wired_and_recorded(tmp_path: Pa
     plain, compiled, calls = _compile_run(tmp_path, monkeypatch, real=False)
     speed = plain["provenance"]["speed"]
     assert speed["compile"] is False and speed["optimizer"] == "Adam (fused)" and speed["attention"] == "sdpa"
+    assert speed["activation"] == "gelu_pytorch_tanh"
     assert speed["backward_layers"] == 2 and speed["frozen_prefix_no_grad"] is False
     assert speed["training_data"] == "generated on the device" and speed["autocast"] is None
     assert "compile" not in plain["cell"]["hparams"] or plain["cell"]["hparams"]["compile"] is False
@@ -53,10 +54,11 @@ def test_compile_adam_and_attention_switches_are_wired_and_recorded(tmp_path: Pa
     speed = compiled["provenance"]["speed"]
     assert speed["compile"] is True and speed["compile_backend"] == "eager"
     assert speed["optimizer"] == "Adam (for_loop)" and speed["attention"] == "eager"
+    assert speed["activation"] == "gelu_new"
     hp = compiled["cell"]["hparams"]
     assert hp["compile"] is True and hp["adam_impl"] == "for_loop"
     for a, b in zip(plain["metrics"]["curve"], compiled["metrics"]["curve"], strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)  # eager attention, for-loop Adam
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)  # eager attention, gelu_new, for-loop Adam
 
 
 def test_a_really_compiled_model_trains_like_the_plain_one(tmp_path: Path, monkeypatch) -> None:

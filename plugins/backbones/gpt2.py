@@ -44,6 +44,11 @@ class GPT2Options(TransformerOptions):
     attention: Literal["sdpa", "eager"] = Field(
         default="sdpa", description="attention kernel: sdpa (PyTorch's fused scaled_dot_product_attention) or "
                                     "eager (the explicit softmax(QK^T)V of older transformers releases)")
+    gelu: Literal["fused", "composite"] = Field(
+        default="fused", description="the MLP's tanh-approximated GELU: fused (PyTorch's one-kernel "
+                                     "F.gelu(approximate='tanh')) or composite (transformers' gelu_new: the same "
+                                     "formula as separate element-wise ops, which keep three more activation "
+                                     "tensors per block for the backward pass)")
 
 
 class GPT2Module(BackboneModule):
@@ -134,7 +139,29 @@ class GPT2(Backbone):
             module._provenance["extended_positions"] = extend_positions(module.model, max_len)
             module._sync()
         module.attention = options.attention
+        module.activation = set_tanh_gelu(module.model, options.gelu)
         return module
+
+
+# the two transformers spellings of GPT-2's activation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+TANH_GELU = {"fused": "gelu_pytorch_tanh", "composite": "gelu_new"}
+
+
+def set_tanh_gelu(model: nn.Module, kind: str) -> str:
+    """Run every block's MLP activation with the ``kind`` implementation of the tanh GELU and return the
+    activation's transformers name (recorded in the result). Both compute the same function (they differ by
+    float rounding); the fused one is a single kernel that keeps only its input for the backward pass, where
+    gelu_new's element-wise chain keeps three more tensors of the MLP's width. A model whose config names
+    another activation keeps it."""
+    from transformers.activations import ACT2FN
+
+    config = model.config
+    if config.activation_function not in TANH_GELU.values():
+        return str(config.activation_function)
+    config.activation_function = TANH_GELU[kind]
+    for block in model.h:
+        block.mlp.act = ACT2FN[config.activation_function]
+    return str(config.activation_function)
 
 
 def extend_positions(model: nn.Module, max_len: int) -> dict[str, int]:
