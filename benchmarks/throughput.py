@@ -143,7 +143,8 @@ def harness(task_name: str, args: argparse.Namespace, device: torch.device, poli
     options = task.options({})
     spec = task.resolve_spec(options)
     bargs = {"weights": "random", **({"n_layers": args.layers} if args.layers else {}),
-             **({"dropout": dropout} if dropout != 0.1 else {})}
+             **({"dropout": dropout} if dropout != 0.1 else {}),
+             **({"gelu": args.gelu} if args.gelu != "fused" else {})}
     backbone = host.backbones.get("gpt2")
     torch.manual_seed(0)
     model = FPTModel(spec, backbone.build(backbone.options(bargs), spec.max_len), input_dropout=dropout)
@@ -210,7 +211,7 @@ def measure_task(task_name: str, args: argparse.Namespace, device: torch.device,
 
     steps: dict[str, Any] = {"naive": naive.step, **{k: t._step for k, t in variants.items()}}
     row: dict[str, Any] = {"task": task_name, "batch_size": bsz, "layers": layers, "policy": args.policy,
-                           "precision": precision, "same_function_max_abs_logit_diff": diff}
+                           "precision": precision, "gelu": args.gelu, "same_function_max_abs_logit_diff": diff}
     # warm-up steps double as memory phases (naive first); after the timed steps a second round in the other
     # order; each loop's peak is the lower of its two (what one phase leaves behind can inflate the next)
     peaks: dict[str, list[float]] = {name: [] for name in steps}
@@ -356,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-examples", type=int, default=64)
     parser.add_argument("--policy", default="fpt", choices=["fpt", "full", "output_only"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    parser.add_argument("--gelu", default="fused", choices=["fused", "composite"],
+                        help="the harness's GPT-2 MLP activation (the naive loop always runs gelu_new, composite)")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd harness")
     parser.add_argument("--cache-tasks", default="mnist", help="tasks for the feature-cache epoch timing ('' none)")
     parser.add_argument("--cache-examples", type=int, default=64)
