@@ -250,15 +250,18 @@ def measure_task(task_name: str, args: argparse.Namespace, device: torch.device,
         row[f"{name}_train_samples_per_s"] = bsz / med
         row[f"{name}_step_ms"] = 1000 * med
         row[f"{name}_mfu"] = flops[name] / sum(times[name]) / peak
-    # evaluation: a warm-up batch, then the whole evaluation split
+    # evaluation: a warm-up batch of the timed batch size (a compiled model compiles for that shape), then the
+    # whole evaluation split
     for name, trainer in variants.items():
-        evaluate(trainer.eval_model, eval_split.head(min(8, len(eval_split))), args.eval_batch_size, device,
-                 precision)
-        seconds = timed(lambda t=trainer: evaluate(t.eval_model, eval_split, args.eval_batch_size, device,
-                                                   precision), device)
+        evaluate(trainer.eval_model, eval_split.head(min(args.eval_batch_size, len(eval_split))),
+                 args.eval_batch_size, device, precision)
+        seconds = statistics.median(
+            timed(lambda t=trainer: evaluate(t.eval_model, eval_split, args.eval_batch_size, device, precision),
+                  device) for _ in range(args.eval_rounds))
         row[f"{name}_eval_samples_per_s"] = len(eval_split) / seconds
     dataset = naive_eval(False)
-    row["naive_eval_samples_per_s"] = len(dataset) / timed(lambda: naive.evaluate(dataset, bsz), device)
+    seconds = statistics.median(timed(lambda: naive.evaluate(dataset, bsz), device) for _ in range(args.eval_rounds))
+    row["naive_eval_samples_per_s"] = len(dataset) / seconds
     row["train_ratio"] = row["harness_train_samples_per_s"] / row["naive_train_samples_per_s"]
     row["eval_ratio"] = row["harness_eval_samples_per_s"] / row["naive_eval_samples_per_s"]
     row["eval_over_train"] = row["harness_eval_samples_per_s"] / row["harness_train_samples_per_s"]
@@ -345,23 +348,32 @@ CACHE_COLUMNS = [("task", "task", ""), ("examples", "examples", ""), ("batch_siz
                  ("output_only_step_over_forward", "output_only step / forward", ".2f")]
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer of at least 1 (argparse turns the ValueError into a usage error, exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default=None, help=f"comma-separated, or 'all' ({', '.join(ALL)}); "
                         f"default: {','.join(CPU_DEFAULT)} on a CPU, all on CUDA")
-    parser.add_argument("--layers", type=int, default=None, help="keep the first N GPT-2 blocks (default 12)")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per loop (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per loop (also the memory phase)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--eval-batch-size", type=int, default=64)
-    parser.add_argument("--eval-examples", type=int, default=64)
+    parser.add_argument("--layers", type=positive, default=None, help="keep the first N GPT-2 blocks (default 12)")
+    parser.add_argument("--steps", type=positive, default=5, help="timed training steps per loop (after warm-up)")
+    parser.add_argument("--warmup", type=positive, default=2, help="untimed steps per loop (also the memory phase)")
+    parser.add_argument("--batch-size", type=positive, default=8)
+    parser.add_argument("--eval-batch-size", type=positive, default=64)
+    parser.add_argument("--eval-examples", type=positive, default=64)
+    parser.add_argument("--eval-rounds", type=positive, default=3, help="timed evaluation passes per loop (median)")
     parser.add_argument("--policy", default="fpt", choices=["fpt", "full", "output_only"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     parser.add_argument("--gelu", default="fused", choices=["fused", "composite"],
                         help="the harness's GPT-2 MLP activation (the naive loop always runs gelu_new, composite)")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd harness")
     parser.add_argument("--cache-tasks", default="mnist", help="tasks for the feature-cache epoch timing ('' none)")
-    parser.add_argument("--cache-examples", type=int, default=64)
+    parser.add_argument("--cache-examples", type=positive, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
