@@ -232,7 +232,27 @@ def measure_task(task_name: str, args: argparse.Namespace, device: torch.device,
     from fpt_bench.flops import step_flops
 
     formula = step_flops(variants["harness"].model)
-    for _ in range(args.steps):
+    # evaluation: one whole pass over the evaluation split per round, the rounds interleaved with the timed
+    # training steps (on a shared machine a pass timed after all the steps can meet other load than the steps
+    # did, and the ratio of the two would show that load). Warm-up: one batch of the timed batch size (a
+    # compiled model compiles for that shape).
+    dataset = naive_eval(False)
+    eval_times: dict[str, list[float]] = {name: [] for name in steps}
+
+    def eval_round() -> None:
+        for name, trainer in variants.items():
+            eval_times[name].append(timed(lambda t=trainer: evaluate(
+                t.eval_model, eval_split, args.eval_batch_size, device, precision), device))
+        eval_times["naive"].append(timed(lambda: naive.evaluate(dataset, bsz), device))
+
+    for trainer in variants.values():
+        evaluate(trainer.eval_model, eval_split.head(min(args.eval_batch_size, len(eval_split))),
+                 args.eval_batch_size, device, precision)
+    for i in range(max(args.steps, args.eval_rounds)):
+        if i < args.eval_rounds:
+            eval_round()
+        if i >= args.steps:
+            continue
         for name, step in steps.items():
             if name == "naive":
                 box: list[int] = []
@@ -250,18 +270,7 @@ def measure_task(task_name: str, args: argparse.Namespace, device: torch.device,
         row[f"{name}_train_samples_per_s"] = bsz / med
         row[f"{name}_step_ms"] = 1000 * med
         row[f"{name}_mfu"] = flops[name] / sum(times[name]) / peak
-    # evaluation: a warm-up batch of the timed batch size (a compiled model compiles for that shape), then the
-    # whole evaluation split
-    for name, trainer in variants.items():
-        evaluate(trainer.eval_model, eval_split.head(min(args.eval_batch_size, len(eval_split))),
-                 args.eval_batch_size, device, precision)
-        seconds = statistics.median(
-            timed(lambda t=trainer: evaluate(t.eval_model, eval_split, args.eval_batch_size, device, precision),
-                  device) for _ in range(args.eval_rounds))
-        row[f"{name}_eval_samples_per_s"] = len(eval_split) / seconds
-    dataset = naive_eval(False)
-    seconds = statistics.median(timed(lambda: naive.evaluate(dataset, bsz), device) for _ in range(args.eval_rounds))
-    row["naive_eval_samples_per_s"] = len(dataset) / seconds
+        row[f"{name}_eval_samples_per_s"] = len(eval_split) / statistics.median(eval_times[name])
     row["train_ratio"] = row["harness_train_samples_per_s"] / row["naive_train_samples_per_s"]
     row["eval_ratio"] = row["harness_eval_samples_per_s"] / row["naive_eval_samples_per_s"]
     row["eval_over_train"] = row["harness_eval_samples_per_s"] / row["harness_train_samples_per_s"]
@@ -366,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=positive, default=8)
     parser.add_argument("--eval-batch-size", type=positive, default=64)
     parser.add_argument("--eval-examples", type=positive, default=64)
-    parser.add_argument("--eval-rounds", type=positive, default=3, help="timed evaluation passes per loop (median)")
+    parser.add_argument("--eval-rounds", type=positive, default=3,
+                        help="timed evaluation passes per loop, interleaved with the timed steps (median)")
     parser.add_argument("--policy", default="fpt", choices=["fpt", "full", "output_only"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     parser.add_argument("--gelu", default="fused", choices=["fused", "composite"],
