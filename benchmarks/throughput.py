@@ -1,15 +1,15 @@
 """Throughput of fpt-bench against a naive reference-style loop, in one process, at each task's real shapes.
 
-For GPT-2 base with random init (nothing is downloaded) and each task's shape, it measures training samples/s
-(the harness's ``Trainer._step`` against ``naive_loop.NaiveLoop.step``, steps alternating so machine noise
-hits both alike; medians), evaluation samples/s (the harness's whole-split ``evaluate`` against the naive loop's
-``no_grad`` pass at the training batch size), peak memory (CPU: the peak RSS of each phase, reset through
-``/proc/self/clear_refs``; CUDA: ``max_memory_allocated``), model FLOPs utilisation (``fpt_bench.flops`` over
-a matmul peak measured in this process), whether both compute the same function (the naive model gets the
-harness's weights; max |logit difference| on one batch), and, for output-layer-only training, the time of an
-epoch after the first with and without the feature cache. Data is synthetic in each task's stored format
-(uint8 pixels, token ids with lengths; ListOps lengths uniform in [500, 2000], homology lengths log-normal
-around 250, at most 1024). It prints a table of ratios and writes JSON.
+For GPT-2 base with random init (nothing is downloaded) and each task's shape, it measures training samples/s (the
+harness's ``Trainer._step`` against ``naive_loop.NaiveLoop.step``, steps alternating so machine noise hits both
+alike; medians), evaluation samples/s (the harness's whole-split ``evaluate`` against the naive loop's ``no_grad``
+pass at the training batch size; passes interleaved with the steps, medians), peak memory (CPU: the peak RSS of
+each phase, reset through ``/proc/self/clear_refs``; CUDA: ``max_memory_allocated``), model FLOPs utilisation
+(``fpt_bench.flops`` over a matmul peak measured in this process, in the precision each loop computes in), whether
+both compute the same function (the naive model gets the harness's weights; max |logit difference| on one batch),
+and, for output-layer-only training, the time of an epoch after the first with and without the feature cache. Data
+is synthetic in each task's stored format (uint8 pixels, token ids with lengths; ListOps lengths uniform in [500,
+2000], homology lengths log-normal around 250, at most 1024). It prints a table of ratios and writes JSON.
 
     python benchmarks/throughput.py                       # CPU default: bit_xor, mnist, cifar10
     python benchmarks/throughput.py --tasks all --layers 2 --steps 3   # every shape, shallow, a quick look

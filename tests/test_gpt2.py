@@ -159,7 +159,6 @@ def test_fused_gelu_is_the_same_function_and_keeps_three_fewer_tensors_per_block
     composite_bytes, b = _saved_activation_bytes(composite, batch=3, seq=5)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert composite_bytes - fused_bytes == 2 * 3 * (3 * 5 * 4 * 32) * 4  # layers x tensors x floats x bytes
-    assert fused_bytes == 41_160
 
 
 def test_pretrained_gpt2_runs_the_fused_gelu_on_its_own_weights(saved_tiny: Path) -> None:
