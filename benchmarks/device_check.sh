@@ -17,21 +17,27 @@ set -uo pipefail
 
 PYVER=${CHECK_PYTHON_VERSION:-3.12}  # the device image's python3 (KINDS.md: Python 3.12.3)
 PYTHON=${CHECK_PYTHON:-python3}
-WHEELS=(pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5)
+MISSING_THERE=(pydantic pydantic-core annotated-types typing-inspection)  # what the device image lacks
 
 case "${1:-}" in
 prepare)
+    # the versions installed beside the fpt-bench that prepares them (the ones its tests ran with)
+    pins=$("$PYTHON" -c 'import sys, importlib.metadata as m
+for name in sys.argv[1:]:
+    print(f"{name}=={m.version(name)}")' "${MISSING_THERE[@]}") || exit 1
+    mapfile -t wheels <<< "$pins"
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
     rm -rf .whl && mkdir -p .whl || exit 1
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp \
-        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}" || exit 1
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl "${wheels[@]}" || exit 1
     # setuptools builds in place: remove the build/ and egg-info it leaves (an egg-info in the checkout would be
-    # a second, stale copy of fpt-bench's metadata for anything run from here)
-    left=$(ls -d build fpt_bench.egg-info 2>/dev/null)
-    "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w .whl . || exit 1
-    for made in build fpt_bench.egg-info; do
-        [[ " $left " == *" $made "* ]] || rm -rf "$made"
+    # a second, stale copy of fpt-bench's metadata for anything run from here), not ones that were there before
+    made=()
+    for path in build fpt_bench.egg-info; do
+        [ -e "$path" ] || made+=("$path")
     done
+    "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w .whl . || exit 1
+    rm -rf "${made[@]}"
     ls -l .whl
     ;;
 run)
