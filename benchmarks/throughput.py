@@ -143,8 +143,7 @@ def harness(task_name: str, args: argparse.Namespace, device: torch.device, poli
     options = task.options({})
     spec = task.resolve_spec(options)
     bargs = {"weights": "random", **({"n_layers": args.layers} if args.layers else {}),
-             **({"dropout": dropout} if dropout != 0.1 else {}),
-             **({"gelu": args.gelu} if args.gelu != "fused" else {})}
+             **({"dropout": dropout} if dropout != 0.1 else {}), "gelu": args.gelu}
     backbone = host.backbones.get("gpt2")
     torch.manual_seed(0)
     model = FPTModel(spec, backbone.build(backbone.options(bargs), spec.max_len), input_dropout=dropout)
