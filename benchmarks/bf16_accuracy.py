@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fpt_bench.config import build_run_config, expand_cells, parse_kv
+from fpt_bench import cli
+from fpt_bench.config import build_run_config, expand_cells
 from fpt_bench.errors import UserError
 from fpt_bench.plugins import get_host
 from fpt_bench.results import read_result, result_path
@@ -30,23 +31,26 @@ from fpt_bench.results import read_result, result_path
 PRECISIONS = ("fp32", "bf16")
 
 
+def run_args(args: argparse.Namespace, precision: str) -> list[str]:
+    """The ``fpt-bench`` arguments that run the grid at one precision."""
+    return ["run", "--task", args.task, "--backbone", args.backbone, "--backbone-args", args.backbone_args,
+            "--policy", args.policy, "--seeds", args.seeds, "--profile", args.profile, "--device", args.device,
+            "--precision", precision, "--output-dir", str(args.output_dir)]
+
+
 def run_grid(args: argparse.Namespace, precision: str) -> None:
-    command = [sys.executable, "-m", "fpt_bench", "run", "--task", args.task, "--backbone", args.backbone,
-               "--backbone-args", args.backbone_args, "--policy", args.policy, "--seeds", args.seeds,
-               "--profile", args.profile, "--device", args.device, "--precision", precision,
-               "--output-dir", str(args.output_dir)]
-    print("$", " ".join(command[1:]).replace("-m fpt_bench", "fpt-bench"), flush=True)
-    code = subprocess.run(command).returncode
+    command = run_args(args, precision)
+    print("$ fpt-bench", " ".join(command), flush=True)
+    code = subprocess.run([sys.executable, "-m", "fpt_bench", *command]).returncode
     if code:  # fpt-bench has said why (a bad option: exit code 2)
         raise SystemExit(code)
 
 
 def cells(args: argparse.Namespace, precision: str) -> list[Any]:
-    """The grid's cells at one precision, exactly as ``fpt-bench run`` expands them (same config hashes)."""
-    values = {"tasks": [args.task], "backbone": args.backbone, "policy": args.policy, "profile": args.profile,
-              "backbone_args": parse_kv(args.backbone_args, "--backbone-args"),
-              "seeds": [int(s) for s in args.seeds.split(",")], "hparams": {"precision": precision}}
-    return expand_cells(build_run_config({}, values), get_host(), args.device)
+    """The grid's cells at one precision, read from the same arguments by fpt-bench's own command line (so the
+    same config hashes as the run)."""
+    parsed = cli._parser().parse_args(run_args(args, precision))
+    return expand_cells(build_run_config({}, cli._cli_values(parsed)), get_host(), args.device)
 
 
 def collect(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
