@@ -96,8 +96,8 @@ class Speed(_Doc):
     compile_backend: str | None = Field(default=None, description="torch.compile backend (when compiled)")
     attention: str | None = Field(default=None, description="the backbone's attention kernel (e.g. 'sdpa')")
     activation: str | None = Field(
-        default=None, description="the backbone's feed-forward activation as run (GPT-2: 'gelu_pytorch_tanh', the "
-                                  "fused kernel, or 'gelu_new'); None when the backbone does not say")
+        default=None, description="the backbone's feed-forward activation as run, as its transformers name (e.g. "
+                                  "'gelu_pytorch_tanh'); None when the backbone does not say")
     optimizer: str = Field(description="optimizer and its implementation, e.g. 'Adam (foreach)'")
     data_on_device: bool = Field(default=True, description="splits are held as tensors on the device")
     training_data: str = Field(description="where training batches come from")

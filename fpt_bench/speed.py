@@ -3,8 +3,8 @@
 
 Switches (hyperparameters, so they are part of a cell's config): ``precision`` (bf16 autocast), ``compile``
 (``torch.compile``; the backend is ``$FPT_BENCH_COMPILE_BACKEND``, default ``inductor``), ``adam_impl``
-(fused / foreach / for-loop Adam), ``feature_cache``; and the backbone's own options (GPT-2:
-``attention=sdpa|eager``, ``gelu=fused|composite``). docs/performance.md describes them all.
+(fused / foreach / for-loop Adam), ``feature_cache``; and the backbone's own options (its attention kernel and
+activation implementation, recorded as ``attention`` and ``activation``). docs/performance.md describes them all.
 """
 
 from __future__ import annotations
