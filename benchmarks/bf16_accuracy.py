@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fpt_bench import cli
-from fpt_bench.config import build_run_config, expand_cells
-from fpt_bench.errors import UserError
-from fpt_bench.plugins import get_host
-from fpt_bench.results import read_result, result_path
+from fpt_bench.api.errors import UserError
+from fpt_bench.cells.config import build_run_config, expand_cells
+from fpt_bench.cli import main as cli
+from fpt_bench.host.manager import get_host
+from fpt_bench.results.store import read_result, result_path
 
 PRECISIONS = ("fp32", "bf16")
 

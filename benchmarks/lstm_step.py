@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from fpt_bench import Continuous, OutputSpec, TaskSpec
-from fpt_bench.model import FPTModel
-from fpt_bench.plugins import get_host
+from fpt_bench.api.model import FPTModel
+from fpt_bench.host.manager import get_host
 
 SHAPES = {  # name -> (gpt2 layers, width, heads, paper LSTM layers)
     "tiny": (2, 128, 2, 2),

@@ -2,7 +2,7 @@
 
 The plain loop is what a researcher would write: HF ``GPT2Model`` called with ``inputs_embeds``, a linear input
 layer and output layer, the FPT parameters unfrozen by hand, Adam, clipping 1.0, fp32. The harness step is
-``fpt_bench.train.Trainer._step`` on a model assembled through the plugin registries. Steps alternate between
+``fpt_bench.training.loop.Trainer._step`` on a model assembled through the plugin registries. Steps alternate between
 the two so machine noise hits both alike; the median of each is reported, and their ratio.
 
     python benchmarks/step_vs_plain.py --task bit_memory --batch-size 8 --steps 10
@@ -48,12 +48,12 @@ def plain_setup(seq: int, dim: int, k: int, out_dim: int, layers: int | None):
 
 
 def harness_setup(task_name: str, batch_size: int, precision: str, layers: int | None):
-    from fpt_bench.model import FPTModel
-    from fpt_bench.plugins import get_host
-    from fpt_bench.profiles import resolve_hparams
-    from fpt_bench.progress import Progress
-    from fpt_bench.specs import CellConfig, HParamOverrides
-    from fpt_bench.train import Trainer, TrainingData
+    from fpt_bench.api.model import FPTModel
+    from fpt_bench.api.specs import CellConfig, HParamOverrides
+    from fpt_bench.cells.profiles import resolve_hparams
+    from fpt_bench.host.manager import get_host
+    from fpt_bench.infra.progress import Progress
+    from fpt_bench.training.loop import Trainer, TrainingData
 
     host = get_host()
     task = host.tasks.get(task_name)
@@ -87,7 +87,7 @@ def main() -> None:
     spec = task.spec
     out_dim = spec.output.per_position * spec.output.n_classes
     plain_step = plain_setup(spec.max_len, spec.input.dim, spec.output.k, out_dim, args.layers)
-    from fpt_bench.seeding import generator
+    from fpt_bench.training.seeding import generator
 
     timings: dict[str, list[float]] = {"plain": [], "harness": []}
     for i in range(args.steps + 2):

@@ -5,10 +5,10 @@ harness's ``Trainer._step`` against ``naive_loop.NaiveLoop.step``, steps alterna
 alike; medians), evaluation samples/s (the harness's whole-split ``evaluate`` against the naive loop's ``no_grad``
 pass at the training batch size; passes interleaved with the steps, medians), peak memory (CPU: the peak RSS of
 each phase, reset through ``/proc/self/clear_refs``; CUDA: ``max_memory_allocated``), model FLOPs utilisation
-(``fpt_bench.flops`` over a matmul peak measured in this process, in the precision each loop computes in), whether
-both compute the same function (the naive model gets the harness's weights; max |logit difference| on one batch),
-and, for output-layer-only training, the time of an epoch after the first with and without the feature cache. Data
-is synthetic in each task's stored format (uint8 pixels, token ids with lengths; ListOps lengths uniform in [500,
+(``fpt_bench.training.flops`` over a matmul peak measured in this process, in the precision each loop computes in),
+whether both compute the same function (the naive model gets the harness's weights; max |logit difference| on one
+batch), and, for output-layer-only training, the time of an epoch after the first with and without the feature cache.
+Data is synthetic in each task's stored format (uint8 pixels, token ids with lengths; ListOps lengths uniform in [500,
 2000], homology lengths log-normal around 250, at most 1024). It prints a table of ratios and writes JSON.
 
     python benchmarks/throughput.py                       # CPU default: bit_xor, mnist, cifar10
@@ -131,12 +131,12 @@ def synthetic(task: str, n: int, spec: Any, seed: int) -> tuple[Any, Any]:
 # ------------------------------------------------------------------------------------------- builds
 def harness(task_name: str, args: argparse.Namespace, device: torch.device, policy: str, split: Any,
             precision: str, compile_: bool = False, feature_cache: str = "off", dropout: float = 0.1) -> Any:
-    from fpt_bench.model import FPTModel
-    from fpt_bench.plugins import get_host
-    from fpt_bench.profiles import resolve_hparams
-    from fpt_bench.progress import Progress
-    from fpt_bench.specs import CellConfig, HParamOverrides
-    from fpt_bench.train import Trainer, TrainingData, resolve_precision
+    from fpt_bench.api.model import FPTModel
+    from fpt_bench.api.specs import CellConfig, HParamOverrides
+    from fpt_bench.cells.profiles import resolve_hparams
+    from fpt_bench.host.manager import get_host
+    from fpt_bench.infra.progress import Progress
+    from fpt_bench.training.loop import Trainer, TrainingData, resolve_precision
 
     host = get_host()
     task = host.tasks.get(task_name)
@@ -186,8 +186,8 @@ def same_function(trainer: Any, naive_model: Any, x: torch.Tensor) -> float:
 
 def measure_task(task_name: str, args: argparse.Namespace, device: torch.device, matmul_peaks: dict[str, float]
                  ) -> dict[str, Any]:
-    from fpt_bench.plugins import get_host
-    from fpt_bench.train import evaluate, resolve_precision
+    from fpt_bench.host.manager import get_host
+    from fpt_bench.training.loop import evaluate, resolve_precision
 
     task = get_host().tasks.get(task_name)
     spec = task.spec
@@ -229,7 +229,7 @@ def measure_task(task_name: str, args: argparse.Namespace, device: torch.device,
     memory_phase(list(steps), args.warmup)
     times: dict[str, list[float]] = {name: [] for name in steps}
     flops: dict[str, float] = {name: 0.0 for name in steps}
-    from fpt_bench.flops import step_flops
+    from fpt_bench.training.flops import step_flops
 
     formula = step_flops(variants["harness"].model)
     # evaluation: one whole pass over the evaluation split per round, the rounds interleaved with the timed
@@ -282,9 +282,9 @@ def measure_task(task_name: str, args: argparse.Namespace, device: torch.device,
 def measure_cache(task_name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """output_only: an epoch after the first with and without the feature cache, and the uncached step against
     a forward pass alone (no gradient work below the output layer)."""
-    from fpt_bench import speed
-    from fpt_bench.plugins import get_host
-    from fpt_bench.train import resolve_precision
+    from fpt_bench.host.manager import get_host
+    from fpt_bench.training import speed
+    from fpt_bench.training.loop import resolve_precision
 
     spec = get_host().tasks.get(task_name).spec
     precision = resolve_precision(args.precision, device)
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     tasks = (ALL if args.tasks == "all" else args.tasks.split(",")) if args.tasks else (
         ALL if device.type == "cuda" else CPU_DEFAULT)
-    from fpt_bench.flops import measure_peak_flops
+    from fpt_bench.training.flops import measure_peak_flops
 
     peaks = {"fp32": measure_peak_flops(device, "fp32"), "bf16": measure_peak_flops(device, "bf16")}
     info = machine(device, peaks)

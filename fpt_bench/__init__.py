@@ -12,12 +12,11 @@ PLUGIN_API = "1.0"  # major bumps break plugins; minor bumps only add
 
 hookimpl = pluggy.HookimplMarker("fpt_bench")
 
-from fpt_bench.backbone import Backbone, BackboneModule  # noqa: E402
-from fpt_bench.errors import CorruptFileError, DataMissingError, PluginError, UserError  # noqa: E402
-from fpt_bench.policy import FreezePolicy  # noqa: E402
-from fpt_bench.result_schema import CellResult  # noqa: E402
-from fpt_bench.roles import Role  # noqa: E402
-from fpt_bench.specs import (  # noqa: E402
+from fpt_bench.api.backbone import Backbone, BackboneModule  # noqa: E402
+from fpt_bench.api.errors import CorruptFileError, DataMissingError, PluginError, UserError  # noqa: E402
+from fpt_bench.api.policy import FreezePolicy  # noqa: E402
+from fpt_bench.api.roles import Role  # noqa: E402
+from fpt_bench.api.specs import (  # noqa: E402
     BackboneSpec,
     CellConfig,
     Continuous,
@@ -32,7 +31,8 @@ from fpt_bench.specs import (  # noqa: E402
     TaskSpec,
     Tokens,
 )
-from fpt_bench.task import Batch, DataFile, NoOptions, SplitData, Task  # noqa: E402
+from fpt_bench.api.task import Batch, DataFile, NoOptions, SplitData, Task  # noqa: E402
+from fpt_bench.results.schema import CellResult  # noqa: E402
 
 __all__ = [
     "PLUGIN_API", "Backbone", "BackboneModule", "BackboneSpec", "Batch", "CellConfig", "CellResult",

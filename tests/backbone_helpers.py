@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import torch
 
-from fpt_bench.model import FPTModel
-from fpt_bench.plugins import get_host
+from fpt_bench.api.model import FPTModel
+from fpt_bench.host.manager import get_host
 
 # name -> (backbone, backbone args): every built-in backbone and every hf_encoder family, tiny and random
 TINY: dict[str, tuple[str, dict[str, Any]]] = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from fpt_bench import plugins
+from fpt_bench.host import manager as plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "fpt-bench-example-plugin"

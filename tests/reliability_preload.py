@@ -6,13 +6,13 @@ import packaging.requirements  # noqa: F401
 import torch  # noqa: F401
 import transformers.models.gpt2.modeling_gpt2  # noqa: F401
 
-import fpt_bench.cli  # noqa: F401
-import fpt_bench.config  # noqa: F401
-import fpt_bench.data  # noqa: F401
-import fpt_bench.executors  # noqa: F401
-import fpt_bench.requirements  # noqa: F401
-import fpt_bench.runner  # noqa: F401
+import fpt_bench.cells.config  # noqa: F401
+import fpt_bench.cells.runner  # noqa: F401
+import fpt_bench.cells.sweep  # noqa: F401
+import fpt_bench.cli.app  # noqa: F401
+import fpt_bench.datastore.files  # noqa: F401
+import fpt_bench.host.requirements  # noqa: F401
 import fpt_bench_plugins.backbones.gpt2  # noqa: F401
-from fpt_bench.plugins import get_host
+from fpt_bench.host.manager import get_host
 
 get_host()

@@ -79,8 +79,8 @@ def _kind(path: Path) -> str | None:
 
 def install(fault: Fault) -> None:
     """Plant ``fault`` in this process (the child)."""
-    import fpt_bench.results as results
-    import fpt_bench.train as train
+    import fpt_bench.results.store as results
+    import fpt_bench.training.loop as train
 
     if fault.kind == "step":
         real_loss = train.loss_fn
@@ -255,8 +255,8 @@ class Reader(threading.Thread):
     def _check(path: Path, kind: str) -> str:
         import torch
 
-        from fpt_bench.errors import CorruptFileError
-        from fpt_bench.results import read_result
+        from fpt_bench.api.errors import CorruptFileError
+        from fpt_bench.results.store import read_result
 
         try:
             if kind == "result":

@@ -12,12 +12,12 @@ import torch
 from backbone_helpers import TINY, build_backbone, build_model, host, one_thread  # noqa: F401
 
 from fpt_bench import UserError
-from fpt_bench.backbone_checkpoint import backbone_path, read_backbone_checkpoint, save_backbone
-from fpt_bench.executors import run_sweep
-from fpt_bench.profiles import resolve_hparams
-from fpt_bench.results import read_result, result_path, write_result
-from fpt_bench.runner import RunContext
-from fpt_bench.specs import CellConfig, HParamOverrides
+from fpt_bench.api.backbone_checkpoint import backbone_path, read_backbone_checkpoint, save_backbone
+from fpt_bench.api.specs import CellConfig, HParamOverrides
+from fpt_bench.cells.profiles import resolve_hparams
+from fpt_bench.cells.runner import RunContext
+from fpt_bench.cells.sweep import run_sweep
+from fpt_bench.results.store import read_result, result_path, write_result
 
 
 def _cell(backbone_args: dict, policy: str) -> CellConfig:
@@ -154,8 +154,8 @@ def test_checkpoint_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_cli_flag_reaches_the_run_config() -> None:
-    from fpt_bench.cli import _cli_values, _parser
-    from fpt_bench.config import build_run_config
+    from fpt_bench.cells.config import build_run_config
+    from fpt_bench.cli.app import _cli_values, _parser
 
     args = _parser().parse_args(["run", "--task", "bit_xor", "--save-backbone"])
     assert build_run_config({}, _cli_values(args)).save_backbone is True

@@ -142,7 +142,7 @@ def test_unknown_family_is_refused(tmp_path: Path) -> None:
 
 
 def test_option_errors_are_clear() -> None:
-    from fpt_bench.plugins import get_host
+    from fpt_bench.host.manager import get_host
 
     host = get_host()
     with pytest.raises(UserError, match="n_embd and n_head only apply to weights=random"):
@@ -157,7 +157,7 @@ def test_option_errors_are_clear() -> None:
 
 HUB_SCRIPT = r"""
 import json, sys
-from fpt_bench.plugins import get_host
+from fpt_bench.host.manager import get_host
 from fpt_bench import UserError
 host = get_host()
 out = {}

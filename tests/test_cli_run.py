@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, load_json, result_files, run_cli, run_subprocess
 
-from fpt_bench.results import read_result
+from fpt_bench.results.store import read_result
 
 
 def test_acceptance_smoke_command_writes_one_valid_result(tmp_path: Path) -> None:

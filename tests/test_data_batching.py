@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from fpt_bench import SplitData, Task, TaskSpec, Tokens
+from fpt_bench.api.model import FPTModel
+from fpt_bench.api.specs import OutputSpec
 from fpt_bench.cli import main
-from fpt_bench.model import FPTModel
-from fpt_bench.plugins import get_host
-from fpt_bench.specs import OutputSpec
-from fpt_bench.train import TrainingData, evaluate
+from fpt_bench.host.manager import get_host
+from fpt_bench.training.loop import TrainingData, evaluate
 
 TINY = "weights=random,n_layers=1,n_embd=16,n_head=2"
 

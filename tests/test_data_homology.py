@@ -14,7 +14,7 @@ import torch
 
 from fpt_bench import CorruptFileError, DataMissingError, Readout, UserError
 from fpt_bench.cli import main
-from fpt_bench.plugins import get_host
+from fpt_bench.host.manager import get_host
 from fpt_bench_plugins.tasks.homology import SPLITS, encode_protein, read_lmdb
 from fpt_bench_plugins.tasks.homology_scope import read_astral, split_domains
 

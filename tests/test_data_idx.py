@@ -13,7 +13,7 @@ import torch
 from fpt_bench import CorruptFileError, DataMissingError
 from fpt_bench.cli import main
 from fpt_bench.datastore.importer import import_files
-from fpt_bench.plugins import get_host
+from fpt_bench.host.manager import get_host
 from fpt_bench_plugins.tasks.vision import decode_mnist, read_idx, read_idx_pair
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")

@@ -10,7 +10,7 @@ import torch
 
 from fpt_bench import CorruptFileError, Readout
 from fpt_bench.cli import main
-from fpt_bench.plugins import get_host
+from fpt_bench.host.manager import get_host
 from fpt_bench_plugins.tasks import listops_gen
 from fpt_bench_plugins.tasks.listops import PAPER_VOCAB, VOCAB, read_tsv, tokenize
 

@@ -20,8 +20,8 @@ import pytest
 from conftest import write_tar
 
 from fpt_bench import CorruptFileError, DataFile, DataMissingError, UserError
-from fpt_bench import data as store
 from fpt_bench.cli import main
+from fpt_bench.datastore import files as store
 from fpt_bench.datastore import safepickle
 from fpt_bench.datastore.archive import safe_extract
 from fpt_bench.datastore.cache import RaggedTokens, cached_tokens

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import result_files
 
-from fpt_bench.locks import CellLock, is_stale, lock_path
-from fpt_bench.results import read_result
+from fpt_bench.cells.locks import CellLock, is_stale, lock_path
+from fpt_bench.results.store import read_result
 
 TINY1 = "weights=random,n_layers=1,n_embd=16,n_head=2"
 FAST = ["--task", "bit_xor", "--backbone-args", TINY1, "--profile", "smoke", "--steps", "2", "--device", "cpu",

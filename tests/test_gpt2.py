@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import result_files, run_subprocess
 
-from fpt_bench.errors import UserError
-from fpt_bench.plugins import get_host
-from fpt_bench.roles import Role
+from fpt_bench.api.errors import UserError
+from fpt_bench.api.roles import Role
+from fpt_bench.host.manager import get_host
 
 
 def gpt2():

@@ -13,8 +13,8 @@ import pytest
 from lb_support import TINY, TWO_ROWS, make_result, test_host, write
 
 from fpt_bench import UserError
-from fpt_bench import plugins as plugin_host
 from fpt_bench.cli import main
+from fpt_bench.host import manager as plugin_host
 from fpt_bench.leaderboard import build_table, load_results, render, to_dict
 
 
@@ -243,8 +243,8 @@ def test_committed_leaderboard_is_current(tmp_path: Path) -> None:
     what --publish makes of them (else: `fpt-bench leaderboard --publish leaderboard/`)."""
     import shutil
 
+    from fpt_bench.host.manager import get_host
     from fpt_bench.leaderboard.page import publish
-    from fpt_bench.plugins import get_host
 
     committed = Path(__file__).resolve().parent.parent / "leaderboard"
     results, refused = load_results([committed / "results"])
@@ -260,8 +260,8 @@ def test_committed_leaderboard_is_current(tmp_path: Path) -> None:
 
 def test_committed_leaderboard_holds_the_whole_offline_suite() -> None:
     """The published offline suite is complete: every cell ran under quick with seeds 0, 1 and 2, all ok."""
+    from fpt_bench.host.manager import get_host
     from fpt_bench.leaderboard.page import load_config
-    from fpt_bench.plugins import get_host
 
     committed = Path(__file__).resolve().parent.parent / "leaderboard"
     config = load_config(committed)

@@ -12,8 +12,8 @@ import torch
 from lb_support import make_result, write
 
 from fpt_bench.cli import main
+from fpt_bench.host.manager import get_host
 from fpt_bench.leaderboard import build_table, load_results, render
-from fpt_bench.plugins import get_host
 
 TINY_ARGS = "n_layers=2,n_embd=32,n_head=2"
 RUN = ["run", "--suite", "offline_bits", "--seeds", "0,1", "--profile", "smoke", "--steps", "4", "--backbone-args",
@@ -89,8 +89,8 @@ def test_plots_from_real_results(runs: Path, tmp_path: Path, capsys: pytest.Capt
 
 
 def test_attention_maps_of_a_rebuilt_cell(runs: Path, tmp_path: Path) -> None:
-    from fpt_bench.attention import attention_maps, load_example, load_trained
-    from fpt_bench.train import evaluate
+    from fpt_bench.analysis.attention import attention_maps, load_example, load_trained
+    from fpt_bench.training.loop import evaluate
 
     result_file = next(runs.rglob("bit_xor/**/*seed1*.json"))
     rebuilt = load_trained(result_file, get_host())

@@ -11,7 +11,7 @@ import torch
 from conftest import result_files, run_cli
 from perf_helpers import PerfSeq, register
 
-from fpt_bench.train import TrainingData
+from fpt_bench.training.loop import TrainingData
 
 NO_DROPOUT = "weights=random,n_layers=2,n_embd=32,n_head=2,dropout=0"
 
@@ -72,8 +72,8 @@ def test_dropout_in_the_frozen_part_keeps_auto_from_caching_but_not_on(tmp_path:
 
 
 def _model_and_data(policy: str, task_name: str = "perf_seq", **task_args):
-    from fpt_bench.model import FPTModel
-    from fpt_bench.plugins import get_host
+    from fpt_bench.api.model import FPTModel
+    from fpt_bench.host.manager import get_host
 
     host = get_host()
     task = host.tasks.get(task_name)
@@ -97,7 +97,7 @@ def _model_and_data(policy: str, task_name: str = "perf_seq", **task_args):
     ("output_only", "bit_xor", "the training data is generated (every batch is new)"),
 ])
 def test_who_may_cache(policy: str, task_args, reason: str | None) -> None:
-    from fpt_bench.features import ineligible_reason
+    from fpt_bench.training.features import ineligible_reason
 
     if task_args == "bit_xor":
         model, data, splits = _model_and_data(policy, "bit_xor")

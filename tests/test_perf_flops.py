@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fpt_bench.flops import measure_peak_flops, step_flops
-from fpt_bench.model import FPTModel
-from fpt_bench.plugins import get_host
-from fpt_bench.train import loss_fn
+from fpt_bench.api.model import FPTModel
+from fpt_bench.host.manager import get_host
+from fpt_bench.training.flops import measure_peak_flops, step_flops
+from fpt_bench.training.loop import loss_fn
 
 
 def build(policy: str, task: str = "bit_xor", **backbone_args) -> FPTModel:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import result_files, run_cli
 
-from fpt_bench.result_schema import CellResult
+from fpt_bench.results.schema import CellResult
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = ["run", "--task", "bit_xor", "--profile", "smoke", "--device", "cpu", "--no-progress", "--steps", "4",
@@ -75,7 +75,8 @@ def test_every_result_carries_throughput_and_mfu(tmp_path: Path) -> None:
     data = run(tmp_path)
     timing = data["timing"]
 
-    # bit_xor, GPT-2 2 x 32, FPT: 1,063,040 FLOPs per example (fpt_bench.flops; test_perf_flops), 4 steps of batch 4
+    # bit_xor, GPT-2 2 x 32, FPT: 1,063,040 FLOPs per example (fpt_bench.training.flops; test_perf_flops),
+    # 4 steps of batch 4
     assert timing["model_flops"] == 4 * 4 * 1_063_040
     assert timing["model_flops_per_second"] == pytest.approx(timing["model_flops"] / timing["train_seconds"])
     assert timing["peak_dtype"] == "float32" and timing["peak_flops_per_second"] > 1e8
@@ -87,8 +88,8 @@ def test_every_result_carries_throughput_and_mfu(tmp_path: Path) -> None:
 def test_neutral_settings_stay_out_of_the_record_and_the_hash() -> None:
     """At their neutral 'auto', feature_cache and adam_impl are neither recorded in a result's hparams (results
     from before they existed compare as the same hyperparameters) nor hashed; set, they are both."""
-    from fpt_bench.profiles import resolve_hparams
-    from fpt_bench.specs import CellConfig, HParamOverrides, TaskSpec
+    from fpt_bench.api.specs import CellConfig, HParamOverrides, TaskSpec
+    from fpt_bench.cells.profiles import resolve_hparams
 
     def cell(**overrides) -> CellConfig:
         spec = TaskSpec(name="t", description="", input={"kind": "continuous", "dim": 1}, max_len=4,

@@ -13,9 +13,9 @@ import pytest
 from plugin_helpers import TINY_GPT2, plugin_site  # noqa: F401 - fixtures
 
 import fpt_bench
-from fpt_bench import plugins
 from fpt_bench.cli import main
-from fpt_bench.plugins import Host
+from fpt_bench.host import manager as plugins
+from fpt_bench.host.manager import Host
 
 
 def test_plugin_api_version_is_public() -> None:

@@ -15,11 +15,11 @@ import pytest
 from plugin_helpers import ROOT, TINY_GPT2, pip_install, plugin_site  # noqa: F401 - fixtures
 
 import fpt_bench
-from fpt_bench import hookspecs
+from fpt_bench.api import hookspecs
+from fpt_bench.api.model import FPTModel
 from fpt_bench.cli import main
-from fpt_bench.contracts import check_forward, check_layers, check_padding, check_roles
-from fpt_bench.model import FPTModel
-from fpt_bench.results import iter_results
+from fpt_bench.conformance.contracts import check_forward, check_layers, check_padding, check_roles
+from fpt_bench.results.store import iter_results
 
 HOOKS_MD = ROOT / "docs" / "hooks.md"
 GUIDE_MD = ROOT / "docs" / "writing-plugins.md"

@@ -14,11 +14,11 @@ import torch
 from plugin_helpers import TINY_GPT2, example, plugin_site  # noqa: F401 - fixtures
 
 from fpt_bench import Role
+from fpt_bench.api.model import FPTModel
+from fpt_bench.api.specs import CellConfig, TrainHParams
 from fpt_bench.cli import main
-from fpt_bench.model import FPTModel
-from fpt_bench.plugins import Host
-from fpt_bench.results import iter_results, read_result
-from fpt_bench.specs import CellConfig, TrainHParams
+from fpt_bench.host.manager import Host
+from fpt_bench.results.store import iter_results, read_result
 
 CELL_FLAGS = ["--profile", "smoke", "--device", "cpu", "--steps", "4", "--eval-every", "2", "--no-progress"]
 TINY_TRANSFORMER = "n_layers=2,d_model=32,n_head=2"

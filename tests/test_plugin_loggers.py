@@ -1,6 +1,6 @@
 # ruff: noqa: F811 - the fixtures imported from plugin_helpers are redefined as arguments
-"""Built-in loggers (plugins/loggers.py): `run --log jsonl=... --log csv=... --log tensorboard=...` write every
-event of a cell; TensorBoard is optional and skipped cleanly when it is not installed."""
+"""Built-in loggers (fpt_bench_plugins/loggers.py): `run --log jsonl=... --log csv=... --log tensorboard=...` write
+every event of a cell; TensorBoard is optional and skipped cleanly when it is not installed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from plugin_helpers import TINY_GPT2, plugin_site  # noqa: F401 - fixtures
 
+from fpt_bench.api.specs import CellConfig, TrainHParams
 from fpt_bench.cli import main
-from fpt_bench.results import iter_results
-from fpt_bench.specs import CellConfig, TrainHParams
+from fpt_bench.results.store import iter_results
 from fpt_bench_plugins import loggers
 
 RUN = ["run", "--task", "bit_xor", "--backbone-args", TINY_GPT2, "--profile", "smoke", "--device", "cpu",

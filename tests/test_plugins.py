@@ -8,9 +8,9 @@ from pathlib import Path
 
 from conftest import TINY, result_files, run_subprocess
 
-from fpt_bench.errors import PluginError
-from fpt_bench.plugins import Host
-from fpt_bench.registry import Registry
+from fpt_bench.api.errors import PluginError
+from fpt_bench.host.manager import Host
+from fpt_bench.host.registry import Registry
 
 
 def install_dist(site: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:

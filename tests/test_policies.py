@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fpt_bench.model import FPTModel
-from fpt_bench.plugins import get_host
-from fpt_bench.roles import Role
+from fpt_bench.api.model import FPTModel
+from fpt_bench.api.roles import Role
+from fpt_bench.host.manager import get_host
 
 R = Role
 FPT = {R.INPUT, R.OUTPUT, R.NORM, R.POSITION}

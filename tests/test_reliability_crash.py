@@ -15,8 +15,8 @@ from pathlib import Path
 from conftest import run_cli
 from reliability_support import PHASES, Fault, Reader, checkpoint_step, run_child, tally
 
-from fpt_bench.results import checkpoint_path, read_result, result_path
-from fpt_bench.specs import CellConfig
+from fpt_bench.api.specs import CellConfig
+from fpt_bench.results.store import checkpoint_path, read_result, result_path
 
 SEED = 20260611  # the kill loop's own seed: change it to explore other kill points
 STEPS = 8
@@ -121,9 +121,9 @@ def test_sigkill_loop_resumes_exactly_and_never_exposes_a_partial_file(tmp_path:
 
 def _cell(args: list[str]) -> CellConfig:
     """The cell ``fpt-bench run args`` runs (to find its checkpoint)."""
-    from fpt_bench.cli import _cli_values, _parser
-    from fpt_bench.config import build_run_config, expand_cells
-    from fpt_bench.plugins import get_host
+    from fpt_bench.cells.config import build_run_config, expand_cells
+    from fpt_bench.cli.app import _cli_values, _parser
+    from fpt_bench.host.manager import get_host
 
     config = build_run_config({}, _cli_values(_parser().parse_args(args)))
     [cell] = expand_cells(config, get_host(), "cpu")

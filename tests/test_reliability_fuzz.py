@@ -394,7 +394,7 @@ def config_documents(draw: st.DrawFn) -> bytes:
 def test_toml_config(tmp_path: Path, blob: bytes, monkeypatch: pytest.MonkeyPatch,
                      capsys: pytest.CaptureFixture[str]) -> None:
     """Through ``fpt-bench run --config FILE`` with the sweep itself stubbed out (a valid file would train)."""
-    from fpt_bench import executors
+    from fpt_bench.cells import sweep as executors
     from fpt_bench.cli import main
 
     monkeypatch.setattr(executors, "run_sweep", lambda *a, **k: executors.SweepSummary())

@@ -26,7 +26,7 @@ from fpt_bench import CorruptFileError, DataFile, UserError
 from fpt_bench.datastore.archive import safe_extract
 from fpt_bench.datastore.download import download
 from fpt_bench.datastore.importer import fetch_files
-from fpt_bench.results import read_result
+from fpt_bench.results.store import read_result
 
 TINY = "weights=random,n_layers=1,n_embd=16,n_head=2"
 RUN = ["run", "--task", "bit_xor", "--backbone-args", TINY, "--profile", "smoke", "--device", "cpu", "--no-progress",
@@ -111,7 +111,7 @@ def test_full_disk_while_writing_a_result_keeps_the_previous_one_and_a_rerun_res
 
 
 def read_result_bytes(blob: bytes) -> Any:
-    from fpt_bench.result_schema import CellResult
+    from fpt_bench.results.schema import CellResult
 
     return CellResult.model_validate_json(blob)
 
@@ -161,7 +161,7 @@ def test_full_disk_in_the_data_store(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_full_disk_anywhere_else_is_one_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI's last line of defence: ENOSPC from any writer is one message, exit code 2."""
-    from fpt_bench import cli
+    from fpt_bench.cli import app as cli
 
     def full(args: Any) -> int:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x"))

@@ -145,8 +145,8 @@ def test_malicious_checkpoint_is_never_executed(tmp_path: Path) -> None:
     malicious_checkpoint(ckpt, marker, honest)
     params = result.with_suffix(".params.pt")
     malicious_checkpoint(params, marker, honest)
-    from fpt_bench.attention import load_trained
-    from fpt_bench.plugins import get_host
+    from fpt_bench.analysis.attention import load_trained
+    from fpt_bench.host.manager import get_host
 
     with pytest.raises(UserError, match="not a readable parameter file"):
         load_trained(result, get_host())
@@ -161,7 +161,7 @@ def test_every_torch_load_and_from_pretrained_is_guarded() -> None:
     weights_only=True, from_pretrained always with trust_remote_code=False (explicit, so ** options cannot turn
     it on: a repeated keyword is a TypeError), no pickle.load outside the restricted unpickler, no extractall."""
     problems, seen = [], {"torch.load": 0, "from_pretrained": 0}
-    files = [p for root in ("fpt_bench", "plugins", "examples") for p in (REPO / root).rglob("*.py")]
+    files = [p for root in ("fpt_bench", "fpt_bench_plugins", "examples") for p in (REPO / root).rglob("*.py")]
     for path in files:
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
@@ -193,7 +193,7 @@ def test_trust_remote_code_is_never_on(tmp_path: Path, monkeypatch: pytest.Monke
     backbone passes trust_remote_code=False and never imports that code; no option can turn it on."""
     from transformers import GPT2Config, GPT2Model
 
-    from fpt_bench.plugins import get_host
+    from fpt_bench.host.manager import get_host
 
     folder = tmp_path / "tiny-gpt2"
     GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2)).save_pretrained(folder)
@@ -317,9 +317,9 @@ def test_page_escapes_every_string_from_result_files(tmp_path: Path, strings: li
     tags and its one script, and shows the planted strings as text."""
     import shutil
 
+    from fpt_bench.host.manager import get_host
     from fpt_bench.leaderboard.collect import build_table, load_results
     from fpt_bench.leaderboard.page import PublishConfig, page, task_notes
-    from fpt_bench.plugins import get_host
 
     tally("fuzz cases", "HTML page (planted strings)")
     root = tmp_path / "results"

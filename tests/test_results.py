@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from fpt_bench.errors import CorruptFileError
-from fpt_bench.result_schema import CellResult
-from fpt_bench.results import atomic_write, read_result, result_path, should_run, write_result
-from fpt_bench.schema_export import result_schema_json
-from fpt_bench.specs import CellConfig, TrainHParams
+from fpt_bench.api.errors import CorruptFileError
+from fpt_bench.api.specs import CellConfig, TrainHParams
+from fpt_bench.results.export import result_schema_json
+from fpt_bench.results.schema import CellResult
+from fpt_bench.results.store import atomic_write, read_result, result_path, should_run, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 

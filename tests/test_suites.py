@@ -10,9 +10,9 @@ from lb_support import TINY, make_result, test_host, write
 from pydantic import ValidationError
 
 from fpt_bench import SuiteCell, SuiteSpec, UserError
-from fpt_bench import plugins as plugin_host
+from fpt_bench.cells.config import build_run_config, expand_cells
 from fpt_bench.cli import main
-from fpt_bench.config import build_run_config, expand_cells
+from fpt_bench.host import manager as plugin_host
 
 PAPER_SUITES = {"table1", "modality", "convergence", "scaling", "stats_init", "output_only", "depth",
                 "finetune_more", "ablation", "ablation_random", "frozen_norm", "other_lms", "offline", "offline_gpt2"}
@@ -62,7 +62,7 @@ def test_every_paper_table_is_a_suite_with_its_numbers_and_source(host) -> None:
 
 
 def test_offline_suite_is_minilm_pretrained_vs_random_and_fits_a_cpu(host) -> None:  # type: ignore[no-untyped-def]
-    from fpt_bench.profiles import resolve_hparams
+    from fpt_bench.cells.profiles import resolve_hparams
 
     offline = host.suites.get("offline")
     assert offline.rows() == ["MiniLM, pretrained", "MiniLM, random init"]
@@ -108,7 +108,7 @@ def test_suite_expands_with_overrides_seeds_and_an_lr_sweep(host) -> None:  # ty
 
 
 def test_a_suite_cell_named_twice_runs_once_and_its_hparams_apply(host) -> None:  # type: ignore[no-untyped-def]
-    from fpt_bench.specs import HParamOverrides
+    from fpt_bench.api.specs import HParamOverrides
 
     twice = SuiteSpec(name="twice", description="x", cells=[
         SuiteCell(task="bit_xor", label="a", hparams=HParamOverrides(steps=7)),
@@ -139,7 +139,7 @@ def test_unavailable_cells_without_a_list_still_raise(host) -> None:  # type: ig
 
 
 def test_lr_flag_and_config_file(tmp_path: Path) -> None:
-    from fpt_bench.cli import _cli_values, _parser
+    from fpt_bench.cli.app import _cli_values, _parser
 
     args = _parser().parse_args(["run", "--task", "bit_xor", "--lr", "1e-4,3e-4"])
     assert build_run_config({}, _cli_values(args)).lr_sweep == [1e-4, 3e-4]

@@ -15,8 +15,8 @@ import torch
 from conftest import TINY, result_files, run_cli
 
 from fpt_bench import Continuous, OutputSpec, PaperHParams, SplitData, Task, TaskSpec, hookimpl
-from fpt_bench.plugins import get_host
-from fpt_bench.results import read_result
+from fpt_bench.host.manager import get_host
+from fpt_bench.results.store import read_result
 
 BASE = ["--backbone-args", TINY, "--profile", "smoke", "--device", "cpu", "--no-progress"]
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from fpt_bench.errors import CorruptFileError, UserError
-from fpt_bench.results import atomic_write
+from fpt_bench.api.errors import CorruptFileError, UserError
+from fpt_bench.results.store import atomic_write
 
 
 def is_archive(path: Path) -> bool:

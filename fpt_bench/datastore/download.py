@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from fpt_bench import __version__
-from fpt_bench.errors import CorruptFileError, DataMissingError, UserError
+from fpt_bench.api.errors import CorruptFileError, DataMissingError, UserError
 
 CHUNK = 1 << 20
 

@@ -11,11 +11,11 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
-from fpt_bench.data import FileState, Manifest, check_file, check_files, describe_file, md5sum
+from fpt_bench.api.errors import CorruptFileError, DataMissingError, UserError
+from fpt_bench.api.task import DataFile
 from fpt_bench.datastore.archive import is_archive, list_members, safe_extract
 from fpt_bench.datastore.download import download
-from fpt_bench.errors import CorruptFileError, DataMissingError, UserError
-from fpt_bench.task import DataFile
+from fpt_bench.datastore.files import FileState, Manifest, check_file, check_files, describe_file, md5sum
 
 DOWNLOADS = "downloads"
 

@@ -12,7 +12,7 @@ import io
 import pickle
 from typing import Any
 
-from fpt_bench.errors import CorruptFileError
+from fpt_bench.api.errors import CorruptFileError
 
 _NUMPY = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),

@@ -1,7 +1,7 @@
 """The leaderboard: result files -> aggregated tables (mean ± std over seeds, the paper's numbers beside them),
 rendered as Markdown, LaTeX, HTML, CSV or JSON, plotted, and published as a static page.
 
-Result files are read only through ``fpt_bench.results.read_result`` and checked by
+Result files are read only through ``fpt_bench.results.store.read_result`` and checked by
 ``fpt_bench.leaderboard.validate`` before they count.
 """
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fpt_bench.errors import CorruptFileError
+from fpt_bench.api.errors import CorruptFileError
 from fpt_bench.leaderboard.validate import cell_config, check_result_file
-from fpt_bench.results import read_result, result_path, write_result
+from fpt_bench.results.store import read_result, result_path, write_result
 
 
 @dataclass

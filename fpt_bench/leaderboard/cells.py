@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fpt_bench.errors import UserError
+from fpt_bench.api.errors import UserError
+from fpt_bench.api.specs import SuiteCell, SuiteSpec
 from fpt_bench.leaderboard.collect import Loaded, identity, load_results, result_identity
-from fpt_bench.specs import SuiteCell, SuiteSpec
 
 STATUS_WORD = {"ok": "done", "diverged": "diverged", "failed": "failed"}
 

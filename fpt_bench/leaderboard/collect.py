@@ -1,7 +1,7 @@
 """Result files -> tables: match results to a suite's cells (or derive rows and columns from the results), select
 the learning rate by validation accuracy, aggregate seeds, and put the paper's numbers beside them.
 
-Only result files are read, and only through ``fpt_bench.results.read_result`` (via ``check_result_file``).
+Only result files are read, and only through ``fpt_bench.results.store.read_result`` (via ``check_result_file``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fpt_bench.errors import CorruptFileError, UserError
+from fpt_bench.api.errors import CorruptFileError, UserError
+from fpt_bench.api.specs import SuiteSpec
 from fpt_bench.leaderboard.validate import check_result_file
-from fpt_bench.result_schema import CellResult
-from fpt_bench.specs import SuiteSpec
+from fpt_bench.results.schema import CellResult
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import io
 import json
 from typing import Any
 
-from fpt_bench.errors import UserError
+from fpt_bench.api.errors import UserError
 from fpt_bench.leaderboard.collect import Column, Stat, Table
 
 FORMATS = ("github", "latex", "html", "csv", "json")

@@ -1,0 +1,1 @@
+"""Looking inside results: plots and attention maps."""

@@ -1,0 +1,164 @@
+"""The Task plugin interface: a task owns its data and its I/O contract, nothing about models."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fpt_bench.api.errors import UserError
+from fpt_bench.api.specs import TaskSpec
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # (B, T, D) float for continuous inputs, (B, T) long for tokens
+    y: torch.Tensor  # (B,) or (B, n_predictions) long
+    lengths: torch.Tensor | None = None  # (B,) valid lengths when sequences vary
+
+    def to(self, device: torch.device | str) -> Batch:
+        lengths = None if self.lengths is None else self.lengths.to(device, non_blocking=True)
+        return Batch(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True), lengths)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass
+class SplitData:
+    """A whole split as tensors (padded to the split's longest sequence when lengths vary).
+
+    ``x`` may be stored compactly (uint8 pixels, uint8 token ids) with ``decode`` turning a batch of it into the
+    model's input on the batch's device (patching, normalising, ``long()``); ``batch`` applies it.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    lengths: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # provenance: source, checksums, generator seed
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def head(self, n: int | None) -> SplitData:
+        """The first ``n`` examples (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        lengths = None if self.lengths is None else self.lengths[:n]
+        return SplitData(self.x[:n], self.y[:n], lengths, dict(self.info, subset=n), self.decode)
+
+    def to(self, device: torch.device | str) -> SplitData:
+        lengths = None if self.lengths is None else self.lengths.to(device)
+        return SplitData(self.x.to(device), self.y.to(device), lengths, self.info, self.decode)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """Examples ``index``, padded to the longest of them (not the split's maximum)."""
+        x, y = self.x[index], self.y[index]
+        lengths = None
+        if self.lengths is not None:
+            lengths = self.lengths[index]
+            x = x[:, : int(lengths.max())]
+        if self.decode is not None:
+            x = self.decode(x)
+        return Batch(x, y, lengths)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file a task needs, where it goes (relative to the data directory) and how to check it.
+
+    ``md5``/``size`` describe the file itself. A ``.gz`` file may also carry ``content_md5``, the md5 of its
+    decompressed bytes, so a recompressed copy still verifies. When the file comes out of an archive,
+    ``url`` is the archive's address, ``archive`` the archive's file name (kept under ``downloads/`` in the
+    data directory) and ``archive_md5`` its checksum; the archive's member path equals ``path``.
+    """
+
+    path: str
+    url: str = ""
+    md5: str = ""
+    size: int | None = None
+    content_md5: str = ""
+    archive: str = ""
+    archive_md5: str = ""
+
+
+class Task:
+    """Base class for tasks. Subclasses set ``spec`` and implement ``load`` (and ``sample`` when generated)."""
+
+    spec: ClassVar[TaskSpec]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def options(self, args: dict[str, Any]) -> BaseModel:
+        try:
+            return self.Options(**args)
+        except ValidationError as exc:
+            raise UserError(f"bad --task-args for task {self.spec.name!r}: {_brief(exc, self.Options)}") from None
+
+    def resolve_spec(self, options: BaseModel) -> TaskSpec:
+        """The spec under these options (an option may change the input kind or the maximum length)."""
+        return self.spec
+
+    def load(self, split: str, options: BaseModel, data_dir: Path) -> SplitData:
+        """Return a whole split as tensors. Generated tasks return a fixed, seeded evaluation set."""
+        raise NotImplementedError
+
+    def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:
+        """Draw one training batch on ``generator``'s device (generated tasks only)."""
+        raise NotImplementedError(f"task {self.spec.name!r} is not generated")
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator, options: BaseModel) -> torch.Tensor:
+        """Augment a training batch on its device (default: none)."""
+        return x
+
+    def augments(self, options: BaseModel) -> bool:
+        """Whether ``augment`` changes batches under these options (default: whether the task overrides it).
+        A task that does not augment may have its backbone features cached for output-layer-only policies."""
+        return type(self).augment is not Task.augment
+
+    def data_files(self, options: BaseModel) -> list[DataFile]:
+        """The files ``load`` reads (for ``fpt-bench data status``); none for generated tasks."""
+        return []
+
+    def prepare(self, data_dir: Path, download: bool, options: BaseModel) -> None:
+        """Make sure the data is present and verified; raise DataMissingError saying what to do if not."""
+
+
+def _brief(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per pydantic error; an unknown top-level key of ``model`` gets a "did you mean" (or the keys it
+    accepts)."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(value)"
+        text = f"{loc}: {err['msg']}"
+        if err["type"] == "extra_forbidden" and model is not None and len(err["loc"]) == 1:
+            text += _suggest(str(err["loc"][0]), model)
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _suggest(key: str, model: type[BaseModel]) -> str:
+    """A hint for an unknown ``key``: the closest field, also of a nested table (``steps`` -> ``hparams.steps``)."""
+    known = list(model.model_fields)
+    nested = {name: f"{field}.{name}" for field, info in model.model_fields.items()
+              if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+              for name in info.annotation.model_fields}
+    for pool, where in ((known, None), (list(nested), nested)):
+        close = difflib.get_close_matches(key, pool, n=1, cutoff=0.8 if where is None else 0.75)
+        if close:
+            return f" (did you mean {(where or {}).get(close[0], close[0])!r}?)"
+    if not known:
+        return " (it takes no options)"
+    return f" (accepted: {', '.join(known)})"
+
+
+brief_validation_error = _brief

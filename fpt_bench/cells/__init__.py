@@ -1,0 +1,1 @@
+"""Cells: run configuration, profiles, running one cell, claiming cells and sweeping a grid."""

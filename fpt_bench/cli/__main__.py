@@ -1,0 +1,7 @@
+"""``python -m fpt_bench.cli`` (for torchrun) is the ``fpt-bench`` command."""
+
+import sys
+
+from fpt_bench.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The plugin host: entry-point discovery, guarded loading, the registries the plugins fill."""

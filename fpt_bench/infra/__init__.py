@@ -1,0 +1,1 @@
+"""Small shared machinery: atomic files, progress reports, classifying failures."""

@@ -1,0 +1,154 @@
+"""The result file of one cell: every key documented. Nothing reads or writes results except through it.
+
+``schemas/cell-result.schema.json`` is this model's JSON Schema (``fpt-bench schema`` regenerates it; a test
+checks that the committed file is current).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CellInfo(_Doc):
+    task: str = Field(description="task name")
+    task_version: str = Field(description="task version: numbers of different versions are never mixed")
+    task_args: dict[str, Any] = Field(default={}, description="task options as given")
+    protocol: str = Field(default="default", description="evaluation protocol: 'default' or 'paper-compat'")
+    backbone: str = Field(description="backbone name")
+    backbone_args: dict[str, Any] = Field(default={}, description="backbone options as given")
+    policy: str = Field(description="freeze policy name")
+    policy_args: dict[str, Any] = Field(default={}, description="freeze policy options as given")
+    seed: int = Field(description="cell seed; every other seed derives from it")
+    profile: str = Field(description="profile: smoke, quick or paper")
+    hparams: dict[str, Any] = Field(description="resolved training hyperparameters")
+
+
+class CurvePoint(_Doc):
+    step: int = Field(description="optimizer steps done")
+    train_loss: float | None = Field(description="mean training loss since the previous point")
+    val_accuracy: float | None = Field(description="accuracy on the whole validation set")
+
+
+class Metrics(_Doc):
+    test_accuracy: float | None = Field(
+        description="accuracy on the test split(s) with the parameters selected by validation accuracy")
+    test_accuracy_final: float | None = Field(description="accuracy on the test split(s) after the last step")
+    test_splits: dict[str, float] = Field(
+        default={}, description="per test split accuracy (selected parameters) when a task has several")
+    val_accuracy: float | None = Field(description="best validation accuracy seen")
+    val_accuracy_final: float | None = Field(description="validation accuracy after the last step")
+    best_step: int | None = Field(description="step of the best validation accuracy")
+    train_loss: float | None = Field(description="mean training loss over the last evaluation interval")
+    curve: list[CurvePoint] = Field(default=[], description="learning curve, one point per evaluation")
+
+
+class Parameters(_Doc):
+    total: int = Field(description="all parameters of the assembled model")
+    trainable: int = Field(description="parameters with requires_grad")
+    trainable_reachable: int = Field(
+        description="trainable parameters a gradient can reach in this cell (e.g. only the used position rows)")
+    trainable_fraction: float = Field(description="trainable / total")
+    by_role: dict[str, dict[str, int]] = Field(description="role -> {total, trainable}")
+
+
+class Timing(_Doc):
+    wall_seconds: float = Field(description="wall time of the whole cell")
+    train_seconds: float = Field(description="time spent in training steps")
+    eval_seconds: float = Field(description="time spent evaluating")
+    steps: int = Field(description="optimizer steps run (in this and earlier, resumed, attempts)")
+    steps_per_second: float = Field(description="optimizer steps per training second")
+    samples_per_second: float = Field(description="training examples per training second")
+    tokens_per_second: float = Field(description="training tokens per training second")
+    eval_samples_per_second: float | None = Field(default=None, description="evaluation examples per second")
+    resumed_from_step: int | None = Field(default=None, description="checkpoint step this attempt resumed from")
+    micro_batch_size: int | None = Field(
+        default=None, description="examples per forward/backward pass (per process) at the end of training: "
+                                  "batch_size / grad_accum, or less after out-of-memory backoffs")
+    oom_backoffs: int = Field(default=0, description="times out-of-memory halved the micro-batch in this attempt "
+                                                     "(the step is retried with the same batch and seeds)")
+    model_flops: float | None = Field(
+        default=None, description="model FLOPs of all training steps, estimated from parameter counts, tokens and "
+                                  "what trains (formula in fpt_bench/training/flops.py and docs/performance.md)")
+    model_flops_per_second: float | None = Field(default=None, description="model_flops / train_seconds")
+    peak_flops_per_second: float | None = Field(
+        default=None, description="the device's matmul peak in the compute dtype, measured in the same process")
+    peak_dtype: str | None = Field(default=None, description="dtype of that peak: float32 or bfloat16")
+    mfu: float | None = Field(default=None, description="model FLOPs utilisation: model_flops_per_second / "
+                                                        "peak_flops_per_second (0-1)")
+    feature_cache_seconds: float | None = Field(
+        default=None, description="time spent computing cached backbone features (None when not cached); part "
+                                  "of wall_seconds, not of train_seconds")
+
+
+class Speed(_Doc):
+    """The speed settings a cell ran with (docs/performance.md)."""
+
+    autocast: str | None = Field(default=None, description="autocast dtype ('bf16'), None for plain fp32")
+    compile: bool = Field(default=False, description="the model ran under torch.compile")
+    compile_backend: str | None = Field(default=None, description="torch.compile backend (when compiled)")
+    attention: str | None = Field(default=None, description="the backbone's attention kernel (e.g. 'sdpa')")
+    activation: str | None = Field(
+        default=None, description="the backbone's feed-forward activation as run, as its transformers name (e.g. "
+                                  "'gelu_pytorch_tanh'); None when the backbone does not say")
+    optimizer: str = Field(description="optimizer and its implementation, e.g. 'Adam (foreach)'")
+    data_on_device: bool = Field(default=True, description="splits are held as tensors on the device")
+    training_data: str = Field(description="where training batches come from")
+    augmentation: str | None = Field(default=None, description="how training batches are augmented (None: not)")
+    bucket_by_length: bool = Field(default=False, description="training batches grouped by sequence length")
+    padding: str = Field(description="how a batch of variable-length sequences is padded")
+    eval: str = Field(description="how evaluation runs")
+    backward_layers: int = Field(description="backbone layers the backward pass runs through (0: none, nothing "
+                                             "below the output layer trains)")
+    frozen_prefix_no_grad: bool = Field(
+        description="input layer and backbone run without autograd graph (nothing in them trains)")
+    feature_cache: bool = Field(default=False, description="the output layer trained on cached backbone features")
+    feature_cache_reason: str | None = Field(default=None, description="why the cache was (not) used")
+    feature_cache_seconds: float | None = Field(default=None, description="time to compute the cached features")
+    feature_cache_mb: float | None = Field(default=None, description="size of the cached features in MiB")
+    cached_step_threads: int | None = Field(
+        default=None, description="CPU threads of the steps on cached features (1: the ops are tiny)")
+
+
+class Provenance(_Doc):
+    harness_version: str = Field(description="fpt-bench version that ran the cell")
+    plugins: dict[str, str] = Field(description="plugin name -> version of every loaded plugin")
+    python: str = Field(description="Python version")
+    torch: str = Field(description="PyTorch version")
+    transformers: str | None = Field(description="transformers version (None when not installed)")
+    platform: str = Field(description="operating system and machine")
+    git_hash: str | None = Field(description="commit of the harness checkout, when it is one")
+    device: str = Field(description="device the cell ran on")
+    precision: str = Field(description="fp32 or bf16 (autocast)")
+    config_hash: str = Field(description="hash of the resolved cell config (names the result file)")
+    seeds: dict[str, int] = Field(description="seeds derived from the cell seed: python, numpy, torch, data")
+    data: dict[str, Any] = Field(default={}, description="data source, checksums or generator seeds per split")
+    backbone: dict[str, Any] = Field(default={}, description="where the backbone weights came from")
+    saved_backbone: str | None = Field(
+        default=None, description="file name (in the result's folder) of the trained backbone saved with "
+        "--save-backbone (safetensors); load it with --backbone-args weights=result:RESULT_JSON")
+    speed: Speed | None = Field(default=None, description="speed settings in effect (absent when the cell failed "
+                                                          "before training)")
+    created_at: str = Field(description="UTC time the result was written (ISO 8601)")
+    deterministic: bool = Field(default=False, description="run with --deterministic: torch deterministic "
+                                                            "algorithms, CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning")
+
+
+class CellResult(_Doc):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    cell: CellInfo
+    status: Literal["ok", "diverged", "failed"]
+    error: str | None = Field(default=None, description="why a cell failed or diverged")
+    error_kind: Literal["user", "internal"] | None = Field(
+        default=None, description="for failed cells: 'user' (data missing, bad option: fixable) or 'internal' (a bug)")
+    metrics: Metrics
+    parameters: Parameters | None = Field(description="absent when the cell failed before the model was built")
+    timing: Timing
+    provenance: Provenance

@@ -1,0 +1,126 @@
+"""The result store: one JSON file per cell at a deterministic path, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from pydantic import ValidationError
+
+from fpt_bench.api.errors import CorruptFileError
+from fpt_bench.results.schema import CellResult
+from fpt_bench.api.specs import CellConfig
+
+OVERWRITE_MODES = ("missing", "never", "always")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+def result_path(output_dir: Path, cell: CellConfig) -> Path:
+    """``<output_dir>/<task>/<backbone>__<policy>/<profile>-seed<seed>-<config hash>.json``."""
+    folder = Path(output_dir) / _slug(cell.task) / f"{_slug(cell.backbone)}__{_slug(cell.policy)}"
+    return folder / f"{_slug(cell.profile)}-seed{cell.seed}-{cell.config_hash()}.json"
+
+
+def checkpoint_path(result: Path) -> Path:
+    return result.with_suffix(".ckpt")
+
+
+def selected_params_path(result: Path) -> Path:
+    """The trainable parameters a finished cell reports (written with ``--keep-checkpoints``)."""
+    return result.with_suffix(".params.pt")
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A reader sees the old file or the new one, never a partial one; on any error (a full disk) the old file
+    stays as it was and the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_result(path: Path, result: CellResult) -> None:
+    blob = (result.model_dump_json(indent=2) + "\n").encode()
+    atomic_write(path, lambda handle: handle.write(blob))
+
+
+def read_result(path: Path) -> CellResult:
+    """Read and validate one result file; a malformed one is a CorruptFileError naming the file."""
+    try:
+        raw = Path(path).read_text(encoding="utf-8")
+        data = json.loads(raw)
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8, an integer of over 4300 digits
+        raise CorruptFileError(f"{path}: not a readable result file ({exc})") from None
+    except RecursionError:
+        raise CorruptFileError(f"{path}: not a readable result file (JSON nested too deeply)") from None
+    try:
+        return CellResult.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise CorruptFileError(
+            f"{path}: does not match the result schema ({exc.error_count()} problem(s); first: {loc}: {first['msg']})"
+        ) from None
+
+
+def should_run(path: Path, overwrite: str) -> bool:
+    """``missing``: run unless a finished (ok/diverged) result exists; ``never``: run only if no file;
+    ``always``: run."""
+    if overwrite == "always" or not path.exists():
+        return True
+    if overwrite == "never":
+        return False
+    try:
+        return read_result(path).status == "failed"
+    except CorruptFileError:
+        return True
+
+
+def remove_leftovers(result: Path, keep_checkpoint: bool = True) -> list[Path]:
+    """Remove what dead writers of this cell (SIGKILL, power loss) left: the temporary files of interrupted
+    atomic writes and, unless ``keep_checkpoint``, the checkpoint of a cell whose result is finished (a writer
+    killed between writing the result and removing its checkpoint). Call it only while holding the cell's lock
+    (then no live writer owns a temporary file). Returns the removed paths."""
+    result = Path(result)
+    names = (result.name, checkpoint_path(result).name, selected_params_path(result).name)
+    doomed = [p for name in names for p in result.parent.glob(f".{name}.*.tmp")]
+    ckpt = checkpoint_path(result)
+    if not keep_checkpoint and ckpt.exists():
+        try:
+            finished = read_result(result).status != "failed"
+        except CorruptFileError:
+            finished = False
+        if finished:
+            doomed.append(ckpt)
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
+def iter_results(root: Path) -> Iterator[tuple[Path, CellResult | CorruptFileError]]:
+    for path in sorted(Path(root).rglob("*.json")):
+        try:
+            yield path, read_result(path)
+        except CorruptFileError as exc:
+            yield path, exc

@@ -1,0 +1,417 @@
+"""The training loop: seeded steps, Adam, clipping, accumulation, autocast, whole-split evaluation, model
+selection on validation, divergence detection, checkpoints and exact resume.
+
+Every step is a function of (cell seed, step, parameters, optimizer state): the batch and the dropout masks
+of step ``s`` come from seeds derived from ``s``, so a run resumed from a checkpoint continues exactly as an
+uninterrupted one would.
+
+Out of memory during a step (CUDA, or any device whose error says "out of memory") backs off: the step is
+retried from scratch with the same batch and seeds, cut into twice as many accumulation chunks (half the
+micro-batch; the effective batch is unchanged), down to a micro-batch of one example. The number of chunks
+is kept in checkpoints and the final micro-batch is recorded in the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch.nn import functional as F
+
+from fpt_bench.api.errors import UserError
+from fpt_bench.api.model import FPTModel
+from fpt_bench.api.specs import CellConfig
+from fpt_bench.api.task import Batch, SplitData, Task
+from fpt_bench.infra.failures import is_out_of_memory, os_error
+from fpt_bench.infra.progress import Progress
+from fpt_bench.results.store import atomic_write
+from fpt_bench.training import distributed, speed
+from fpt_bench.training.features import HeadOnly, build_cache
+from fpt_bench.training.flops import step_flops
+from fpt_bench.training.seeding import derive_seed, generator
+
+CHECKPOINT_VERSION = 1
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+BUCKET_POOL = 50  # with bucketing, batches come from pools of this many batches sorted by length
+
+
+class TrainingData:
+    """Training batches as a pure function of the step: generated on the device, or drawn from a split held
+    on the device, shuffled per epoch with a seeded permutation.
+
+    When the task asks for ``bucket_by_length`` (and the split has lengths), each epoch's permutation is cut
+    into pools of ``BUCKET_POOL`` batches, each pool sorted by length and cut into batches, and the batches
+    shuffled: similar lengths share a batch (less padding), and the batch of step ``s`` is still a pure
+    function of (seed, s). Such an epoch drops the ``n % batch_size`` examples its permutation puts last."""
+
+    def __init__(self, task: Task, options: BaseModel, split: SplitData | None, seed: int,
+                 batch_size: int, device: torch.device) -> None:
+        self.task, self.options, self.split, self.seed = task, options, split, seed
+        self.batch_size, self.device = batch_size, device
+        self._perm: tuple[int, torch.Tensor] | None = None
+        self.bucketed = (split is not None and split.lengths is not None and len(split) >= batch_size
+                         and task.resolve_spec(options).bucket_by_length)
+
+    def _buckets(self, epoch: int) -> torch.Tensor:
+        """The epoch's batches, (n // batch_size, batch_size) indices, bucketed by length."""
+        if self._perm is None or self._perm[0] != epoch:
+            split, size = self.split, self.batch_size
+            assert split is not None and split.lengths is not None
+            n_batches = len(split) // size
+            perm = torch.randperm(len(split), generator=generator(derive_seed(self.seed, "order", epoch)))
+            perm = perm[: n_batches * size]
+            lengths = split.lengths.cpu()[perm]
+            pool = size * BUCKET_POOL
+            pieces = [perm[i:i + pool][torch.argsort(lengths[i:i + pool], stable=True)]
+                      for i in range(0, len(perm), pool)]
+            batches = torch.cat(pieces).view(n_batches, size)
+            order = torch.randperm(n_batches, generator=generator(derive_seed(self.seed, "buckets", epoch)))
+            self._perm = (epoch, batches[order].to(self.device))
+        return self._perm[1]
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            n = len(self.split)  # type: ignore[arg-type]
+            perm = torch.randperm(n, generator=generator(derive_seed(self.seed, "order", epoch)))
+            self._perm = (epoch, perm.to(self.device))
+        return self._perm[1]
+
+    def indices(self, step: int) -> torch.Tensor:
+        """The split's examples in the batch of ``step`` (stored splits only)."""
+        assert self.split is not None, "generated training data has no indices"
+        n = len(self.split)
+        if self.bucketed:
+            epoch, within = divmod(step, n // self.batch_size)
+            return self._buckets(epoch)[within]
+        start, taken = step * self.batch_size, 0
+        pieces: list[torch.Tensor] = []
+        while taken < self.batch_size:  # a batch may run over the end of one epoch's permutation into the next
+            epoch, within = divmod(start + taken, n)
+            take = min(n - within, self.batch_size - taken)
+            pieces.append(self._permutation(epoch)[within:within + take])
+            taken += take
+        return torch.cat(pieces)
+
+    def batch(self, step: int) -> Batch:
+        if self.split is None:
+            g = generator(derive_seed(self.seed, "data", step), self.device)
+            return self.task.sample(self.batch_size, g, self.options)
+        batch = self.split.batch(self.indices(step))
+        g = generator(derive_seed(self.seed, "augment", step), self.device)
+        batch.x = self.task.augment(batch.x, g, self.options)
+        return batch
+
+
+@dataclass
+class TrainOutcome:
+    status: str = "ok"
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    train_samples: int = 0
+    train_tokens: int = 0
+    eval_samples: int = 0
+    train_flops: float = 0.0  # model FLOPs of the training steps (fpt_bench.training.flops)
+    resumed_from_step: int | None = None
+    micro_batch: int | None = None  # examples per forward/backward on this process at the end
+    oom_backoffs: int = 0  # times out-of-memory halved the micro-batch (in this attempt)
+    speed: dict[str, Any] = field(default_factory=dict)  # the speed settings in effect (result: provenance.speed)
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float().flatten(0, 1), y.reshape(-1))
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int, device: torch.device, precision: str) -> float:
+    """Accuracy over the whole split (every prediction of every example). Variable-length examples are taken
+    in order of length, so each batch pads little (accuracy does not depend on the order)."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    total = 0
+    order = torch.arange(len(data), device=data.x.device)
+    if data.lengths is not None:
+        order = torch.argsort(data.lengths, stable=True).to(data.x.device)
+    for start in range(0, len(data), batch_size):
+        batch = data.batch(order[start:start + batch_size])
+        batch = batch.to(device)
+        with autocast(device, precision):
+            logits = model(batch.x, batch.lengths)
+        y = batch.y.reshape(logits.shape[0], -1)
+        correct += (logits.argmax(-1) == y).sum()
+        total += y.numel()
+    model.train(was_training)
+    return correct.item() / max(total, 1)
+
+
+class Trainer:
+    def __init__(self, *, cell: CellConfig, model: FPTModel, train: TrainingData, val: SplitData,
+                 tests: dict[str, SplitData], device: torch.device, precision: str,
+                 checkpoint: Path | None, progress: Progress,
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> None:
+        self.cell, self.model, self.train, self.val, self.tests = cell, model, train, val, tests
+        self.device, self.precision, self.checkpoint = device, precision, checkpoint
+        self.progress, self.on_eval = progress, on_eval
+        self.hp = cell.hparams
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.eval_model: torch.nn.Module = speed.compiled(model) if self.hp.compile else model
+        self.train_model = distributed.wrap(self.eval_model, device)  # DDP under torchrun, else the model itself
+        self.optimizer, adam = speed.adam(self.params, self.hp, device)
+        self.out = TrainOutcome()
+        self.chunks = self.hp.grad_accum  # accumulation chunks per step; doubled when a step runs out of memory
+        self.flops = step_flops(model)
+        self.out.speed = speed.record(self, adam)
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        self._loss_sum = 0.0
+        self._loss_n = 0
+
+    # --------------------------------------------------------------------------- checkpoints
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().to("cpu", copy=True) for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def _save(self, step: int) -> None:
+        if self.checkpoint is None or not distributed.is_main():
+            return
+        state = {
+            "version": CHECKPOINT_VERSION, "config_hash": self.cell.config_hash(), "step": step,
+            "params": self._trainable_state(), "optimizer": self.optimizer.state_dict(),
+            "best": None if self.best is None else {"val": self.best[0], "step": self.best[1], "params": self.best[2]},
+            "curve": self.out.curve, "loss_sum": self._loss_sum, "loss_n": self._loss_n,
+            "train_seconds": self.out.train_seconds, "eval_seconds": self.out.eval_seconds,
+            "train_samples": self.out.train_samples, "train_tokens": self.out.train_tokens,
+            "eval_samples": self.out.eval_samples, "grad_chunks": self.chunks, "train_flops": self.out.train_flops,
+        }
+        try:
+            atomic_write(self.checkpoint, lambda handle: torch.save(state, handle))
+        except (OSError, RuntimeError) as exc:  # a full disk: a checkpoint only saves time, so training goes on
+            disk = os_error(exc)  # torch.save reports a failed write as a RuntimeError
+            if disk is None:
+                raise
+            print(f"fpt-bench: warning: could not write the checkpoint of step {step} to {self.checkpoint} "
+                  f"({disk.strerror or disk}); the previous checkpoint is intact and training goes on",
+                  file=sys.stderr, flush=True)
+
+    def _resume(self) -> int:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint is ignored, the cell starts over
+            return 0
+        if state.get("version") != CHECKPOINT_VERSION or state.get("config_hash") != self.cell.config_hash():
+            return 0
+        self._load_params(state["params"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["best"] is not None:
+            self.best = (state["best"]["val"], state["best"]["step"], state["best"]["params"])
+        self.out.curve = list(state["curve"])
+        self._loss_sum, self._loss_n = state["loss_sum"], state["loss_n"]
+        for key in ("train_seconds", "eval_seconds", "train_samples", "train_tokens", "eval_samples"):
+            setattr(self.out, key, state[key])
+        self.chunks = int(state.get("grad_chunks", self.chunks))
+        self.out.train_flops = state.get("train_flops", 0.0)
+        self.out.resumed_from_step = state["step"]
+        return int(state["step"])
+
+    def save_selected(self, path: Path) -> None:
+        """Write the trainable parameters the result reports (selected by validation) to ``path``, so the
+        trained cell can be rebuilt later (``fpt-bench attention``). Call after ``run``."""
+        state = {"version": CHECKPOINT_VERSION, "config_hash": self.cell.config_hash(),
+                 "step": self.out.metrics.get("best_step"), "params": self._trainable_state()}
+        atomic_write(path, lambda handle: torch.save(state, handle))
+
+    def _load_params(self, params: dict[str, torch.Tensor]) -> None:
+        named = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in params.items():
+                named[name].copy_(value)
+
+    # ----------------------------------------------------------------------------------- loop
+    def _step(self, step: int) -> float:
+        """One optimizer step; out of memory retries it with half the micro-batch (same batch, same seeds)."""
+        while True:
+            try:
+                return self._try_step(step)
+            except Exception as exc:  # noqa: BLE001 - anything but out-of-memory is re-raised at once
+                if not is_out_of_memory(exc):
+                    raise
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._back_off(step, message)  # outside the except block: its frames (and tensors) are freed
+
+    def _shard_size(self) -> int:
+        return len(range(distributed.rank(), self.hp.batch_size, distributed.world()))
+
+    def micro_batch(self) -> int:
+        return math.ceil(self._shard_size() / self.chunks)
+
+    def _back_off(self, step: int, message: str) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if distributed.world() > 1 or self.micro_batch() <= 1:
+            why = "under torchrun the ranks cannot back off together" if distributed.world() > 1 else \
+                "even one example per forward pass does not fit"
+            raise UserError(f"out of memory at step {step + 1} with a micro-batch of {self.micro_batch()} "
+                            f"({why}): {message}. Use a smaller backbone or batch, or --precision bf16")
+        self.chunks *= 2
+        self.out.oom_backoffs += 1
+        print(f"fpt-bench: out of memory at step {step + 1}; retrying it with a micro-batch of "
+              f"{self.micro_batch()} ({self.chunks} accumulation chunks, same effective batch)", file=sys.stderr,
+              flush=True)
+
+    def _try_step(self, step: int) -> float:
+        batch = self.train.batch(step)
+        torch.manual_seed(derive_seed(self.cell.seed, "step", step))  # dropout masks of this step
+        self.optimizer.zero_grad(set_to_none=True)
+        chunks = self.chunks
+        size = len(batch)
+        scale = distributed.world()  # DDP averages gradients over ranks; each rank holds 1/world of the batch
+        total = torch.zeros((), device=self.device)
+        for index in distributed.shard(size, batch.x.device).chunk(chunks):
+            x, y = batch.x[index], batch.y[index]
+            lengths = None if batch.lengths is None else batch.lengths[index]
+            if lengths is not None:
+                x = x[:, : int(lengths.max())]
+            with autocast(self.device, self.precision):
+                logits = self.train_model(x, lengths)
+            loss = loss_fn(logits, y) * (len(index) / size)
+            (loss * scale).backward()
+            total += loss.detach()
+        if self.hp.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.hp.grad_clip)
+        self.optimizer.step()
+        if scale > 1:
+            torch.distributed.all_reduce(total)  # the loss of the whole batch, for logging and divergence
+        self.out.train_samples += size
+        self.out.train_flops += self.flops.step(size, batch.x.shape[1])
+        self.out.train_tokens += int(batch.lengths.sum()) if batch.lengths is not None else size * batch.x.shape[1]
+        return total.item()
+
+    def _evaluate(self, step: int) -> float:
+        t0 = time.perf_counter()
+        acc = evaluate(self.eval_model, self.val, self.hp.eval_batch_size, self.device, self.precision)
+        self.out.eval_seconds += time.perf_counter() - t0
+        self.out.eval_samples += len(self.val)
+        train_loss = self._loss_sum / self._loss_n if self._loss_n else None
+        self._loss_sum, self._loss_n = 0.0, 0
+        self.out.curve.append({"step": step, "train_loss": train_loss, "val_accuracy": acc})
+        if self.best is None or acc > self.best[0]:
+            self.best = (acc, step, self._trainable_state())
+        if self.on_eval is not None:
+            self.on_eval(step, {"val_accuracy": acc, **({"train_loss": train_loss} if train_loss is not None else {})})
+        return acc
+
+    def use_feature_cache(self) -> None:
+        """Train the output layer on cached backbone features when the cell allows it (fpt_bench.training.features)."""
+        record, cached = build_cache(self.hp.feature_cache, self.model, self.train, self.val, self.tests,
+                                     self.hp.eval_batch_size, self.device, self.precision)
+        self.out.speed.update(record)
+        if cached is not None:
+            self.train, self.val, self.tests = cached  # type: ignore[assignment]
+            self.eval_model = self.train_model = HeadOnly(self.model)
+            self.flops = step_flops(self.model, head_only=True)
+            self.out.speed["compile"] = False  # nothing left worth compiling
+            speed.cached_steps_started(self)
+
+    def run(self) -> TrainOutcome:
+        with speed.threads_for_cached_steps(self):
+            return self._run()
+
+    def _run(self) -> TrainOutcome:
+        start = self._resume()
+        self.use_feature_cache()
+        hp = self.hp
+        self.model.train()
+        last_val = self.out.curve[-1]["val_accuracy"] if self.out.curve else None
+        self.progress.start(total=hp.steps, done=start)
+        step = start
+        while step < hp.steps:
+            t0 = time.perf_counter()
+            loss = self._step(step)
+            self.out.train_seconds += time.perf_counter() - t0
+            if not math.isfinite(loss):
+                self.out.status = "diverged"
+                self.out.error = f"non-finite training loss ({loss}) at step {step + 1}"
+                break
+            self._loss_sum += loss
+            self._loss_n += 1
+            step += 1
+            if step % hp.eval_every == 0 or step == hp.steps:
+                last_val = self._evaluate(step)
+            if hp.checkpoint_every and step % hp.checkpoint_every == 0 and step < hp.steps:
+                self._save(step)
+            self.progress.update(step, loss=loss, val=last_val)
+        self.progress.close()
+        self.out.steps = step
+        self.out.micro_batch = self.micro_batch()
+        self._final_metrics()
+        return self.out
+
+    def _test(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        accs = {}
+        for name, split in self.tests.items():
+            accs[name] = evaluate(self.eval_model, split, self.hp.eval_batch_size, self.device, self.precision)
+            self.out.eval_samples += len(split)
+        self.out.eval_seconds += time.perf_counter() - t0
+        return accs
+
+    def _final_metrics(self) -> None:
+        m = self.out.metrics
+        curve = self.out.curve
+        m["val_accuracy_final"] = curve[-1]["val_accuracy"] if curve else None
+        m["train_loss"] = next((p["train_loss"] for p in reversed(curve) if p["train_loss"] is not None), None)
+        if self.out.status == "diverged":
+            # parameters are no longer finite: report the best (last finite) state only
+            if self.best is None:
+                m.update(val_accuracy=None, best_step=None, test_accuracy=None, test_accuracy_final=None)
+                return
+            final: dict[str, float] = {}
+        else:
+            final = self._test()
+            m["test_accuracy_final"] = _mean(final)
+        selected = None
+        if self.best is not None:
+            m["val_accuracy"], m["best_step"] = self.best[0], self.best[1]
+            if self.out.status == "ok" and self.best[1] == self.out.steps:
+                selected = final  # the last step is the selected one: no second pass over the test set
+            else:
+                self._load_params(self.best[2])
+        if selected is None:
+            selected = self._test()
+        m["test_accuracy"] = _mean(selected)
+        m["test_splits"] = selected if len(selected) > 1 else {}
+        m.setdefault("test_accuracy_final", None)
+
+
+def _mean(values: dict[str, float]) -> float | None:
+    return sum(values.values()) / len(values) if values else None

@@ -1,0 +1,157 @@
+"""Freeze policies beyond the paper's fixed sets: LoRA adapters, and fpt plus roles of chosen layers.
+
+``lora`` (Hu et al. 2022) adds a low-rank update ``scale * B A x`` to every Linear (or GPT-2 Conv1D) module
+whose weight the backbone tags with a target role (attention and/or feed-forward), so it works for every
+backbone through its roles, with no name matching. The adapters live in ``FPTModel.adapters`` (role
+``adapter``) and act through forward hooks; B starts at zero, so the model starts as the frozen one. A backbone
+saved with ``--save-backbone`` has the adapters merged into its weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+from torch.nn import functional as F
+
+from fpt_bench import FreezePolicy, PolicySpec, Role, UserError
+from fpt_bench.api.model import FPTModel
+
+R = Role
+FPT = frozenset({R.INPUT, R.OUTPUT, R.NORM, R.POSITION})
+BASES = {"fpt": FPT, "io": frozenset({R.INPUT, R.OUTPUT})}
+TARGETS = {"attention": {R.ATTENTION}, "feedforward": {R.FEEDFORWARD},
+           "attention+feedforward": {R.ATTENTION, R.FEEDFORWARD}}
+
+
+class LoRAOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rank: int = Field(default=8, gt=0, description="rank r of each update")
+    alpha: float | None = Field(default=None, gt=0, description="scale = alpha / rank (default alpha = rank)")
+    targets: Literal["attention", "feedforward", "attention+feedforward"] = "attention"
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="dropout on the adapter input")
+    base: Literal["fpt", "io"] = Field(
+        default="fpt", description="what else trains: fpt (input, output, norms, positions) or io (input, output)")
+
+
+class LoRAAdapter(nn.Module):
+    """``scale * B (A x)`` for one adapted module; ``target`` is the adapted weight's name in the backbone."""
+
+    def __init__(self, target: str, in_features: int, out_features: int, rank: int, scale: float,
+                 dropout: float, transposed: bool, layer: int | None) -> None:
+        super().__init__()
+        self.lora_a = nn.Parameter(torch.empty(rank, in_features))
+        self.lora_b = nn.Parameter(torch.zeros(out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))  # as nn.Linear initialises a weight
+        self.scale, self.target, self.transposed, self.layer = scale, target, transposed, layer
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(self.dropout(x), self.lora_a), self.lora_b) * self.scale
+
+    def merged_delta(self) -> tuple[str, torch.Tensor]:
+        """What to add to the adapted weight to fold this adapter in (used by ``--save-backbone``)."""
+        delta = (self.lora_b @ self.lora_a).detach() * self.scale
+        return self.target, delta.t() if self.transposed else delta
+
+
+def _linear_shape(module: nn.Module) -> tuple[int, int, bool] | None:
+    """(in, out, weight stored as (in, out)) for nn.Linear and transformers' Conv1D; None otherwise."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features, False
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(module, Conv1D):
+        return module.weight.shape[0], module.weight.shape[1], True
+    return None
+
+
+def add_lora(model: FPTModel, options: LoRAOptions) -> int:
+    """Attach adapters to every Linear/Conv1D of the backbone whose weight has a target role; returns how many."""
+    roles = model.backbone.parameter_roles()
+    layers = model.backbone.parameter_layers()
+    targets = TARGETS[options.targets]
+    scale = (options.alpha or options.rank) / options.rank
+    count = 0
+    for name, module in model.backbone.named_modules():
+        shape = _linear_shape(module)
+        weight = f"{name}.weight"
+        if shape is None or roles.get(weight) not in targets:
+            continue
+        adapter = LoRAAdapter(weight, shape[0], shape[1], options.rank, scale, options.dropout, shape[2],
+                              layers.get(weight)).to(module.weight.device)
+        model.adapters[name.replace(".", "__")] = adapter
+        module.register_forward_hook(lambda _mod, args, out, adapter=adapter: out + adapter(args[0]))
+        count += 1
+    if not count:
+        raise UserError(f"lora: the backbone has no Linear or Conv1D module with role {options.targets}; "
+                        f"LoRA needs attention or feed-forward projections")
+    return count
+
+
+class LoRA(FreezePolicy):
+    spec = PolicySpec(
+        name="lora", description="low-rank adapters on attention and/or feed-forward + fpt (options: rank, alpha, "
+        "targets, dropout, base)", trainable_roles=FPT | {R.ADAPTER},
+        citation="Hu et al. LoRA: Low-Rank Adaptation of Large Language Models. ICLR 2022.",
+    )
+    Options = LoRAOptions
+
+    def transform(self, model: FPTModel, options: LoRAOptions) -> None:  # type: ignore[override]
+        add_lora(model, options)
+
+    def apply(self, model: FPTModel, options: LoRAOptions) -> None:  # type: ignore[override]
+        self.transform(model, options)
+        trainable = BASES[options.base] | {R.ADAPTER}
+        roles = model.parameter_roles()
+        for name, param in model.named_parameters():
+            param.requires_grad_(roles[name] in trainable)
+
+
+class LayerOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    roles: Literal["attention", "feedforward", "attention+feedforward"] = Field(
+        default="attention+feedforward", description="roles trained in the chosen layers (on top of fpt)")
+    last: int | None = Field(default=None, gt=0, description="the last N layers")
+    layers: str | int | None = Field(default=None, description="layer indices joined by '+', negative from the end")
+
+    @model_validator(mode="after")
+    def _one(self) -> LayerOptions:
+        if (self.last is None) == (self.layers is None):
+            raise ValueError("give last=N or layers=I+J+... (one of them)")
+        return self
+
+    def chosen(self, n_layers: int) -> set[int]:
+        if self.last is not None:
+            return set(range(max(0, n_layers - self.last), n_layers))
+        try:
+            picked = [int(part) for part in str(self.layers).split("+")]
+        except ValueError:
+            raise UserError(f"fpt_layers: layers={self.layers!r}: expected integers joined by '+', e.g. 0+-1") from None
+        bad = [i for i in picked if not -n_layers <= i < n_layers]
+        if bad:
+            raise UserError(f"fpt_layers: layer(s) {bad} out of range for a backbone of {n_layers} layers")
+        return {i % n_layers for i in picked}
+
+
+class FPTLayers(FreezePolicy):
+    spec = PolicySpec(
+        name="fpt_layers", description="fpt + chosen roles of chosen layers (options: roles, last or layers), "
+        "e.g. roles=attention,last=1", trainable_roles=FPT | {R.ATTENTION, R.FEEDFORWARD},
+        citation="Lu et al. 2021 (Table 14 generalised)",
+    )
+    Options = LayerOptions
+
+    def apply(self, model: FPTModel, options: LayerOptions) -> None:  # type: ignore[override]
+        self.transform(model, options)
+        chosen = options.chosen(model.backbone.n_layers)
+        extra = TARGETS[options.roles]
+        roles, layers = model.parameter_roles(), model.parameter_layers()
+        for name, param in model.named_parameters():
+            role = roles[name]
+            param.requires_grad_(role in FPT or (role in extra and layers.get(name) in chosen))
