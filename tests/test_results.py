@@ -10,9 +10,10 @@ import pytest
 
 from fpt_bench.api.errors import CorruptFileError
 from fpt_bench.api.specs import CellConfig, TrainHParams
+from fpt_bench.infra.atomic import atomic_write
+from fpt_bench.results.store import read_result, result_path, should_run, write_result
 from fpt_bench.results.export import result_schema_json
 from fpt_bench.results.schema import CellResult
-from fpt_bench.results.store import atomic_write, read_result, result_path, should_run, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,3 +124,24 @@ def test_every_result_key_is_documented() -> None:
             if "description" not in prop:
                 undocumented.append(f"{name}.{key}")
     assert undocumented == []
+
+
+def test_written_files_get_the_umask_permissions_not_a_temp_files(tmp_path: Path) -> None:
+    """A result on a shared grid must be readable by the group: 0o666 less the umask, not mkstemp's 0o600."""
+    import os
+
+    from fpt_bench.infra.atomic import atomic_directory
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "r.json", lambda handle: handle.write(b"{}"))
+        with atomic_directory(tmp_path / "d") as folder:
+            (folder / "x").write_text("1")
+        os.umask(0o002)
+        atomic_write(tmp_path / "g.json", lambda handle: handle.write(b"{}"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "d" / "x").read_text() == "1"
+    assert (tmp_path / "g.json").stat().st_mode & 0o777 == 0o664

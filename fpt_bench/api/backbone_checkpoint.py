@@ -54,7 +54,7 @@ def save_backbone(model: nn.Module, path: Path, backbone: str, cell: dict[str, A
     """Save ``model.backbone`` (adapters merged) to ``path`` with the metadata above. Written atomically."""
     from safetensors.torch import save
 
-    from fpt_bench.results.store import atomic_write
+    from fpt_bench.infra.atomic import atomic_write
 
     module = model.backbone  # type: ignore[attr-defined]
     state = merged_backbone_state(model)

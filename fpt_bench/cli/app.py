@@ -258,8 +258,8 @@ def option_rows(model: type | None) -> list[dict[str, Any]]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from fpt_bench.infra.atomic import atomic_write
     from fpt_bench.results.export import result_schema_json
-    from fpt_bench.results.store import atomic_write
 
     text = result_schema_json()
     if args.output:

@@ -119,7 +119,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     table.refused = refused
     text = render(table, args.format, args.layout)
     if args.output:
-        from fpt_bench.results.store import atomic_write
+        from fpt_bench.infra.atomic import atomic_write
 
         atomic_write(args.output, lambda handle: handle.write(text.encode("utf-8")))
     else:

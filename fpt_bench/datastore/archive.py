@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from fpt_bench.api.errors import CorruptFileError, UserError
-from fpt_bench.results.store import atomic_write
+from fpt_bench.infra.atomic import atomic_write
 
 
 def is_archive(path: Path) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from fpt_bench.api.errors import CorruptFileError, DataMissingError
 from fpt_bench.api.task import DataFile
-from fpt_bench.results.store import atomic_write
+from fpt_bench.infra.atomic import atomic_write
 
 DATA_ENV = "FPT_BENCH_DATA"
 MANIFEST = ".fpt-bench-manifest.json"

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.specs import Strict
 from fpt_bench.api.task import brief_validation_error
+from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.leaderboard.collect import Table, build_table, load_results
 from fpt_bench.leaderboard.render import html_table, long_grid, md_escape, paper_grid, render
-from fpt_bench.results.store import atomic_write
 
 CONFIG_NAME = "leaderboard.toml"
 BUILTIN_SUITES_PLUGIN = "suites"

@@ -12,6 +12,7 @@ from typing import IO
 from pydantic import ValidationError
 
 from fpt_bench.api.errors import CorruptFileError
+from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.results.schema import CellResult
 from fpt_bench.api.specs import CellConfig
 
@@ -35,29 +36,6 @@ def checkpoint_path(result: Path) -> Path:
 def selected_params_path(result: Path) -> Path:
     """The trainable parameters a finished cell reports (written with ``--keep-checkpoints``)."""
     return result.with_suffix(".params.pt")
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A reader sees the old file or the new one, never a partial one; on any error (a full disk) the old file
-    stays as it was and the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_result(path: Path, result: CellResult) -> None:

@@ -30,9 +30,9 @@ from fpt_bench.api.errors import UserError
 from fpt_bench.api.model import FPTModel
 from fpt_bench.api.specs import CellConfig
 from fpt_bench.api.task import Batch, SplitData, Task
+from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.infra.failures import is_out_of_memory, os_error
 from fpt_bench.infra.progress import Progress
-from fpt_bench.results.store import atomic_write
 from fpt_bench.training import distributed, speed
 from fpt_bench.training.features import HeadOnly, build_cache
 from fpt_bench.training.flops import step_flops
