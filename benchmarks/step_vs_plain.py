@@ -48,8 +48,9 @@ def plain_setup(seq: int, dim: int, k: int, out_dim: int, layers: int | None):
 
 
 def harness_setup(task_name: str, batch_size: int, precision: str, layers: int | None):
+    from fpt_bench.api.cell import CellConfig
+    from fpt_bench.api.hparams import HParamOverrides
     from fpt_bench.api.model import FPTModel
-    from fpt_bench.api.specs import CellConfig, HParamOverrides
     from fpt_bench.cells.profiles import resolve_hparams
     from fpt_bench.host.manager import get_host
     from fpt_bench.infra.progress import Progress
@@ -87,7 +88,7 @@ def main() -> None:
     spec = task.spec
     out_dim = spec.output.per_position * spec.output.n_classes
     plain_step = plain_setup(spec.max_len, spec.input.dim, spec.output.k, out_dim, args.layers)
-    from fpt_bench.training.seeding import generator
+    from fpt_bench.api.seeding import generator
 
     timings: dict[str, list[float]] = {"plain": [], "harness": []}
     for i in range(args.steps + 2):

@@ -131,8 +131,9 @@ def synthetic(task: str, n: int, spec: Any, seed: int) -> tuple[Any, Any]:
 # ------------------------------------------------------------------------------------------- builds
 def harness(task_name: str, args: argparse.Namespace, device: torch.device, policy: str, split: Any,
             precision: str, compile_: bool = False, feature_cache: str = "off", dropout: float = 0.1) -> Any:
+    from fpt_bench.api.cell import CellConfig
+    from fpt_bench.api.hparams import HParamOverrides
     from fpt_bench.api.model import FPTModel
-    from fpt_bench.api.specs import CellConfig, HParamOverrides
     from fpt_bench.cells.profiles import resolve_hparams
     from fpt_bench.host.manager import get_host
     from fpt_bench.infra.progress import Progress

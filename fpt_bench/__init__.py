@@ -1,42 +1,51 @@
 """fpt-bench: a plugin-based benchmark harness for frozen pretrained transformers.
 
-The public plugin API: the ``hookimpl`` marker, the plugin base classes and the spec types.
+This namespace is the public plugin API: every name below is documented (docs/writing-plugins.md) and kept stable
+under ``PLUGIN_API``; anything else in ``fpt_bench.*`` is internal. Names are loaded on first use, so importing
+``fpt_bench`` (and ``fpt-bench --help``) does not import torch.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import pluggy
 
 __version__ = "0.1.0"
-PLUGIN_API = "1.0"  # major bumps break plugins; minor bumps only add
+PLUGIN_API = "1.1"  # major bumps break plugins; minor bumps only add
 
 hookimpl = pluggy.HookimplMarker("fpt_bench")
 
-from fpt_bench.api.backbone import Backbone, BackboneModule  # noqa: E402
-from fpt_bench.api.errors import CorruptFileError, DataMissingError, PluginError, UserError  # noqa: E402
-from fpt_bench.api.policy import FreezePolicy  # noqa: E402
-from fpt_bench.api.roles import Role  # noqa: E402
-from fpt_bench.api.specs import (  # noqa: E402
-    BackboneSpec,
-    CellConfig,
-    Continuous,
-    HParamOverrides,
-    LayerSelection,
-    OutputSpec,
-    PaperHParams,
-    PolicySpec,
-    Readout,
-    SuiteCell,
-    SuiteSpec,
-    TaskSpec,
-    Tokens,
-)
-from fpt_bench.api.task import Batch, DataFile, NoOptions, SplitData, Task  # noqa: E402
-from fpt_bench.results.schema import CellResult  # noqa: E402
+# public name -> the module that defines it
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(["UserError", "PluginError", "DataMissingError", "CorruptFileError"], "fpt_bench.api.errors"),
+    **dict.fromkeys(["Role", "FPT_ROLES"], "fpt_bench.api.roles"),
+    **dict.fromkeys(["NoOptions", "Strict", "Flag"], "fpt_bench.api.options"),
+    **dict.fromkeys(["TrainHParams", "HParamOverrides", "PaperHParams"], "fpt_bench.api.hparams"),
+    **dict.fromkeys(["Continuous", "Tokens", "Readout", "OutputSpec", "TaskSpec", "BackboneSpec", "LayerSelection",
+                     "PolicySpec", "ExecutorSpec"], "fpt_bench.api.specs"),
+    **dict.fromkeys(["SuiteCell", "SuiteSpec"], "fpt_bench.api.suites"),
+    "CellConfig": "fpt_bench.api.cell",
+    **dict.fromkeys(["Task", "Batch", "SplitData", "DataFile"], "fpt_bench.api.task"),
+    **dict.fromkeys(["Backbone", "BackboneModule"], "fpt_bench.api.backbone"),
+    "FreezePolicy": "fpt_bench.api.policy",
+    "FPTModel": "fpt_bench.api.model",
+    **dict.fromkeys(["derive_seed", "generator"], "fpt_bench.api.seeding"),
+    "CellResult": "fpt_bench.results.schema",
+}
 
-__all__ = [
-    "PLUGIN_API", "Backbone", "BackboneModule", "BackboneSpec", "Batch", "CellConfig", "CellResult",
-    "Continuous", "CorruptFileError", "DataFile", "DataMissingError", "FreezePolicy", "HParamOverrides",
-    "LayerSelection", "NoOptions", "OutputSpec", "PaperHParams", "PluginError", "PolicySpec", "Readout", "Role",
-    "SplitData", "SuiteCell", "SuiteSpec", "Task", "TaskSpec", "Tokens", "UserError", "__version__", "hookimpl",
-]
+__all__ = ["PLUGIN_API", "__version__", "hookimpl", *sorted(_HOMES)]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'fpt_bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,12 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
-from fpt_bench import FreezePolicy, PolicySpec, Role, UserError
-from fpt_bench.api.model import FPTModel
+from fpt_bench import FPT_ROLES, FPTModel, FreezePolicy, PolicySpec, Role, UserError
 
 R = Role
-FPT = frozenset({R.INPUT, R.OUTPUT, R.NORM, R.POSITION})
-BASES = {"fpt": FPT, "io": frozenset({R.INPUT, R.OUTPUT})}
+
+BASES = {"fpt": FPT_ROLES, "io": frozenset({R.INPUT, R.OUTPUT})}
 TARGETS = {"attention": {R.ATTENTION}, "feedforward": {R.FEEDFORWARD},
            "attention+feedforward": {R.ATTENTION, R.FEEDFORWARD}}
 
@@ -97,7 +96,7 @@ def add_lora(model: FPTModel, options: LoRAOptions) -> int:
 class LoRA(FreezePolicy):
     spec = PolicySpec(
         name="lora", description="low-rank adapters on attention and/or feed-forward + fpt (options: rank, alpha, "
-        "targets, dropout, base)", trainable_roles=FPT | {R.ADAPTER},
+        "targets, dropout, base)", trainable_roles=FPT_ROLES | {R.ADAPTER},
         citation="Hu et al. LoRA: Low-Rank Adaptation of Large Language Models. ICLR 2022.",
     )
     Options = LoRAOptions
@@ -142,7 +141,7 @@ class LayerOptions(BaseModel):
 class FPTLayers(FreezePolicy):
     spec = PolicySpec(
         name="fpt_layers", description="fpt + chosen roles of chosen layers (options: roles, last or layers), "
-        "e.g. roles=attention,last=1", trainable_roles=FPT | {R.ATTENTION, R.FEEDFORWARD},
+        "e.g. roles=attention,last=1", trainable_roles=FPT_ROLES | {R.ATTENTION, R.FEEDFORWARD},
         citation="Lu et al. 2021 (Table 14 generalised)",
     )
     Options = LayerOptions
@@ -154,4 +153,4 @@ class FPTLayers(FreezePolicy):
         roles, layers = model.parameter_roles(), model.parameter_layers()
         for name, param in model.named_parameters():
             role = roles[name]
-            param.requires_grad_(role in FPT or (role in extra and layers.get(name) in chosen))
+            param.requires_grad_(role in FPT_ROLES or (role in extra and layers.get(name) in chosen))

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from fpt_bench import FreezePolicy, LayerSelection, PolicySpec, Role, hookimpl
-from fpt_bench.api.model import FPTModel
+from fpt_bench import FPT_ROLES, FPTModel, FreezePolicy, LayerSelection, PolicySpec, Role, hookimpl
 from fpt_bench_plugins.lora import FPTLayers, LoRA
 
 R = Role
-FPT = frozenset({R.INPUT, R.OUTPUT, R.NORM, R.POSITION})
+
 ALL = frozenset(Role)
 
 
@@ -47,20 +46,20 @@ def _bias_names(model: FPTModel) -> set[str]:
 
 
 POLICIES = [
-    _policy("fpt", "frozen pretrained transformer: input, output, LayerNorm and positions train", FPT),
+    _policy("fpt", "frozen pretrained transformer: input, output, LayerNorm and positions train", FPT_ROLES),
     _policy("full", "everything trains (fully trained transformer)", ALL),
     _policy("output_only", "only the output layer trains (Table 10)", frozenset({R.OUTPUT})),
     _policy("out", "ablation ladder (Table 15): output layer", frozenset({R.OUTPUT})),
     _policy("out_norm", "ablation ladder (Table 15): output + LayerNorm", frozenset({R.OUTPUT, R.NORM})),
     _policy("out_norm_in", "ablation ladder (Table 15): output + LayerNorm + input",
             frozenset({R.OUTPUT, R.NORM, R.INPUT})),
-    _policy("out_norm_in_pos", "ablation ladder (Table 15): output + LayerNorm + input + positions (= fpt)", FPT),
-    _policy("fpt_ff", "fpt + feed-forward layers (Table 13)", FPT | {R.FEEDFORWARD}),
-    _policy("fpt_attn", "fpt + self-attention layers (Table 13)", FPT | {R.ATTENTION}),
-    _policy("fpt_ff_attn", "fpt + feed-forward + self-attention (Table 13)", FPT | {R.FEEDFORWARD, R.ATTENTION}),
+    _policy("out_norm_in_pos", "ablation ladder (Table 15): output + LayerNorm + input + positions (= fpt)", FPT_ROLES),
+    _policy("fpt_ff", "fpt + feed-forward layers (Table 13)", FPT_ROLES | {R.FEEDFORWARD}),
+    _policy("fpt_attn", "fpt + self-attention layers (Table 13)", FPT_ROLES | {R.ATTENTION}),
+    _policy("fpt_ff_attn", "fpt + feed-forward + self-attention (Table 13)", FPT_ROLES | {R.FEEDFORWARD, R.ATTENTION}),
     _policy("fpt_ff_last_attn", "fpt + all feed-forward + the last attention layer (Table 14)",
-            FPT | {R.FEEDFORWARD, R.ATTENTION}, {R.ATTENTION: LayerSelection(last=1)}),
-    _policy("fpt_frozen_norm", "fpt with LayerNorm frozen (Table 16)", FPT - {R.NORM}),
+            FPT_ROLES | {R.FEEDFORWARD, R.ATTENTION}, {R.ATTENTION: LayerSelection(last=1)}),
+    _policy("fpt_frozen_norm", "fpt with LayerNorm frozen (Table 16)", FPT_ROLES - {R.NORM}),
     BitFit(),
     FPTLayers(),
     LoRA(),

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from fpt_bench import hookimpl
-from fpt_bench.api.specs import CellConfig, SuiteCell, SuiteSpec, TrainHParams
+from fpt_bench.api.cell import CellConfig
+from fpt_bench.api.hparams import TrainHParams
+from fpt_bench.api.seeding import derive_seed
+from fpt_bench.api.suites import SuiteCell, SuiteSpec
 from fpt_bench.host.manager import Host
 from fpt_bench.results.schema import CellInfo, CellResult, CurvePoint, Metrics, Parameters, Provenance, Timing
 from fpt_bench.results.store import result_path, write_result
-from fpt_bench.training.seeding import derive_seed
 
 TINY = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2}
 

@@ -7,8 +7,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from fpt_bench import Continuous, OutputSpec, PaperHParams, Readout, SplitData, Task, TaskSpec, hookimpl
+from fpt_bench.api.seeding import generator
 from fpt_bench.host.manager import get_host
-from fpt_bench.training.seeding import generator
 
 SIZES = {"train": 48, "val": 16, "test": 16}
 

@@ -13,7 +13,8 @@ from backbone_helpers import TINY, build_backbone, build_model, host, one_thread
 
 from fpt_bench import UserError
 from fpt_bench.api.backbone_checkpoint import backbone_path, read_backbone_checkpoint, save_backbone
-from fpt_bench.api.specs import CellConfig, HParamOverrides
+from fpt_bench.api.cell import CellConfig
+from fpt_bench.api.hparams import HParamOverrides
 from fpt_bench.cells.profiles import resolve_hparams
 from fpt_bench.cells.runner import RunContext
 from fpt_bench.cells.sweep import run_sweep

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from fpt_bench.api.seeding import generator
 from fpt_bench.host.manager import get_host
-from fpt_bench.training.seeding import generator
 
 
 def task(name: str):

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from fpt_bench import CorruptFileError
+from fpt_bench.api.seeding import generator
 from fpt_bench.datastore.importer import import_files
 from fpt_bench.host.manager import get_host
-from fpt_bench.training.seeding import generator
 from fpt_bench_plugins.tasks.image_augment import apply_affine, augment_params, patchify, unpatchify
 from fpt_bench_plugins.tasks.vision import CIFAR_MEAN, CIFAR_STD, decode_cifar, lra_grayscale, read_cifar_batch
 

@@ -88,7 +88,9 @@ def test_every_result_carries_throughput_and_mfu(tmp_path: Path) -> None:
 def test_neutral_settings_stay_out_of_the_record_and_the_hash() -> None:
     """At their neutral 'auto', feature_cache and adam_impl are neither recorded in a result's hparams (results
     from before they existed compare as the same hyperparameters) nor hashed; set, they are both."""
-    from fpt_bench.api.specs import CellConfig, HParamOverrides, TaskSpec
+    from fpt_bench.api.cell import CellConfig
+    from fpt_bench.api.hparams import HParamOverrides
+    from fpt_bench.api.specs import TaskSpec
     from fpt_bench.cells.profiles import resolve_hparams
 
     def cell(**overrides) -> CellConfig:

@@ -19,7 +19,7 @@ from fpt_bench.host.manager import Host
 
 
 def test_plugin_api_version_is_public() -> None:
-    assert fpt_bench.PLUGIN_API == "1.0"
+    assert fpt_bench.PLUGIN_API == "1.1"  # 1.1 added FPTModel, FPT_ROLES, ExecutorSpec, Flag, seeding, ...
     assert "PLUGIN_API" in fpt_bench.__all__ and re.fullmatch(r"\d+\.\d+", fpt_bench.PLUGIN_API)
 
 

@@ -14,8 +14,9 @@ import torch
 from plugin_helpers import TINY_GPT2, example, plugin_site  # noqa: F401 - fixtures
 
 from fpt_bench import Role
+from fpt_bench.api.cell import CellConfig
+from fpt_bench.api.hparams import TrainHParams
 from fpt_bench.api.model import FPTModel
-from fpt_bench.api.specs import CellConfig, TrainHParams
 from fpt_bench.cli import main
 from fpt_bench.host.manager import Host
 from fpt_bench.results.store import iter_results, read_result

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from plugin_helpers import TINY_GPT2, plugin_site  # noqa: F401 - fixtures
 
-from fpt_bench.api.specs import CellConfig, TrainHParams
+from fpt_bench.api.cell import CellConfig
+from fpt_bench.api.hparams import TrainHParams
 from fpt_bench.cli import main
 from fpt_bench.results.store import iter_results
 from fpt_bench_plugins import loggers

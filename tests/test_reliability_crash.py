@@ -15,7 +15,7 @@ from pathlib import Path
 from conftest import run_cli
 from reliability_support import PHASES, Fault, Reader, checkpoint_step, run_child, tally
 
-from fpt_bench.api.specs import CellConfig
+from fpt_bench.api.cell import CellConfig
 from fpt_bench.results.store import checkpoint_path, read_result, result_path
 
 SEED = 20260611  # the kill loop's own seed: change it to explore other kill points

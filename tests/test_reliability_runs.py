@@ -81,7 +81,7 @@ class _Tasks:
 
 @pytest.fixture()
 def bad_tasks():  # type: ignore[no-untyped-def]
-    from fpt_bench.training.seeding import derive_seed
+    from fpt_bench.api.seeding import derive_seed
 
     host = get_host()
     if "rel_diverges" not in host.tasks:
@@ -201,7 +201,7 @@ def test_cifar_with_augmentation_is_bit_identical_twice(tmp_path: Path) -> None:
     assert a["metrics"]["curve"] != c["metrics"]["curve"]  # the seed matters (augmentation, order, dropout)
     augment = get_host().tasks.get("cifar10").augment
     x = torch.zeros(4, 64, 48)
-    from fpt_bench.training.seeding import generator
+    from fpt_bench.api.seeding import generator
 
     assert not torch.equal(augment(x + 1, generator(0), None), x + 1)  # augmentation really ran on these images
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import CorruptFileError
-from fpt_bench.api.specs import CellConfig, TrainHParams
+from fpt_bench.api.hparams import TrainHParams
 from fpt_bench.infra.atomic import atomic_write
-from fpt_bench.results.store import read_result, result_path, should_run, write_result
 from fpt_bench.results.export import result_schema_json
 from fpt_bench.results.schema import CellResult
+from fpt_bench.results.store import read_result, result_path, should_run, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -108,7 +108,7 @@ def test_suite_expands_with_overrides_seeds_and_an_lr_sweep(host) -> None:  # ty
 
 
 def test_a_suite_cell_named_twice_runs_once_and_its_hparams_apply(host) -> None:  # type: ignore[no-untyped-def]
-    from fpt_bench.api.specs import HParamOverrides
+    from fpt_bench.api.hparams import HParamOverrides
 
     twice = SuiteSpec(name="twice", description="x", cells=[
         SuiteCell(task="bit_xor", label="a", hparams=HParamOverrides(steps=7)),

@@ -16,11 +16,11 @@ import torch
 
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.model import FPTModel
+from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.api.task import Batch
 from fpt_bench.leaderboard.validate import cell_config, check_result_file
 from fpt_bench.results.schema import CellResult
 from fpt_bench.results.store import checkpoint_path, selected_params_path
-from fpt_bench.training.seeding import derive_seed, seed_everything
 
 
 @dataclass

@@ -8,10 +8,9 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from fpt_bench.api.errors import UserError
+from fpt_bench.api.options import Configurable
 from fpt_bench.api.roles import Role
 from fpt_bench.api.specs import BackboneSpec
-from fpt_bench.api.task import NoOptions, brief_validation_error
 
 
 class BackboneModule(nn.Module):
@@ -65,7 +64,7 @@ class BackboneModule(nn.Module):
         return {}
 
 
-class Backbone:
+class Backbone(Configurable):
     """Base class for backbones. Subclasses set ``spec`` and ``Options`` and implement ``build``.
 
     ``smoke_args`` are options that build a tiny instance (seconds on a CPU, nothing downloaded): ``fpt-bench
@@ -73,18 +72,8 @@ class Backbone:
     """
 
     spec: ClassVar[BackboneSpec]
-    Options: ClassVar[type[BaseModel]] = NoOptions
+    options_flag = "--backbone-args"
     smoke_args: ClassVar[dict[str, Any] | None] = None
-
-    def options(self, args: dict[str, Any]) -> BaseModel:
-        from pydantic import ValidationError
-
-        try:
-            return self.Options(**args)
-        except ValidationError as exc:
-            raise UserError(
-                f"bad --backbone-args for backbone {self.spec.name!r}: {brief_validation_error(exc, self.Options)}"
-            ) from None
 
     def build(self, options: BaseModel, max_len: int) -> BackboneModule:
         raise NotImplementedError

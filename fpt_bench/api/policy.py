@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel
 
-from fpt_bench.api.errors import UserError
+from fpt_bench.api.options import Configurable
 from fpt_bench.api.roles import Role
 from fpt_bench.api.specs import LayerSelection, PolicySpec
-from fpt_bench.api.task import NoOptions, brief_validation_error
 
 if TYPE_CHECKING:
     from fpt_bench.api.model import FPTModel
 
 
-class FreezePolicy:
+class FreezePolicy(Configurable):
     """Trains the parameters whose role is in ``spec.trainable_roles``; ``spec.layer_selection`` can restrict a
     role to some layers (e.g. attention of the last layer only). Override ``transform`` to change the model
     before freezing (adapters, LoRA) and ``is_trainable`` for rules that roles alone cannot say.
     """
 
     spec: ClassVar[PolicySpec]
-    Options: ClassVar[type[BaseModel]] = NoOptions
-
-    def options(self, args: dict[str, Any]) -> BaseModel:
-        from pydantic import ValidationError
-
-        try:
-            return self.Options(**args)
-        except ValidationError as exc:
-            raise UserError(
-                f"bad --policy-args for policy {self.spec.name!r}: {brief_validation_error(exc, self.Options)}"
-            ) from None
+    options_flag = "--policy-args"
 
     def transform(self, model: FPTModel, options: BaseModel) -> None:
         """Change the model before freezing (default: nothing)."""

@@ -20,3 +20,7 @@ class Role(StrEnum):
     RECURRENT = "recurrent"
     ADAPTER = "adapter"
     OTHER = "other"
+
+
+# What the paper's frozen pretrained transformer trains: input and output layers, LayerNorms and positions.
+FPT_ROLES: frozenset[Role] = frozenset({Role.INPUT, Role.OUTPUT, Role.NORM, Role.POSITION})

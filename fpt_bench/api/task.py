@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel
 
-from fpt_bench.api.errors import UserError
+from fpt_bench.api.options import Configurable
 from fpt_bench.api.specs import TaskSpec
-
-
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
@@ -92,17 +87,11 @@ class DataFile:
     archive_md5: str = ""
 
 
-class Task:
+class Task(Configurable):
     """Base class for tasks. Subclasses set ``spec`` and implement ``load`` (and ``sample`` when generated)."""
 
     spec: ClassVar[TaskSpec]
-    Options: ClassVar[type[BaseModel]] = NoOptions
-
-    def options(self, args: dict[str, Any]) -> BaseModel:
-        try:
-            return self.Options(**args)
-        except ValidationError as exc:
-            raise UserError(f"bad --task-args for task {self.spec.name!r}: {_brief(exc, self.Options)}") from None
+    options_flag = "--task-args"
 
     def resolve_spec(self, options: BaseModel) -> TaskSpec:
         """The spec under these options (an option may change the input kind or the maximum length)."""
@@ -131,34 +120,3 @@ class Task:
 
     def prepare(self, data_dir: Path, download: bool, options: BaseModel) -> None:
         """Make sure the data is present and verified; raise DataMissingError saying what to do if not."""
-
-
-def _brief(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
-    """One line per pydantic error; an unknown top-level key of ``model`` gets a "did you mean" (or the keys it
-    accepts)."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(value)"
-        text = f"{loc}: {err['msg']}"
-        if err["type"] == "extra_forbidden" and model is not None and len(err["loc"]) == 1:
-            text += _suggest(str(err["loc"][0]), model)
-        parts.append(text)
-    return "; ".join(parts)
-
-
-def _suggest(key: str, model: type[BaseModel]) -> str:
-    """A hint for an unknown ``key``: the closest field, also of a nested table (``steps`` -> ``hparams.steps``)."""
-    known = list(model.model_fields)
-    nested = {name: f"{field}.{name}" for field, info in model.model_fields.items()
-              if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
-              for name in info.annotation.model_fields}
-    for pool, where in ((known, None), (list(nested), nested)):
-        close = difflib.get_close_matches(key, pool, n=1, cutoff=0.8 if where is None else 0.75)
-        if close:
-            return f" (did you mean {(where or {}).get(close[0], close[0])!r}?)"
-    if not known:
-        return " (it takes no options)"
-    return f" (accepted: {', '.join(known)})"
-
-
-brief_validation_error = _brief

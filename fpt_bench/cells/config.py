@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import UserError
-from fpt_bench.api.specs import CellConfig, HParamOverrides, Strict
-from fpt_bench.api.task import brief_validation_error
+from fpt_bench.api.hparams import HParamOverrides
+from fpt_bench.api.options import Strict, brief_validation_error
 from fpt_bench.cells.profiles import default_profile, resolve_hparams
 from fpt_bench.host.manager import Host
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from fpt_bench.api.errors import UserError
-from fpt_bench.api.specs import HParamOverrides, TaskSpec, TrainHParams
+from fpt_bench.api.hparams import HParamOverrides, TrainHParams
+from fpt_bench.api.specs import TaskSpec
 
 PROFILES: dict[str, tuple[str, HParamOverrides]] = {
     "smoke": (

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import UserError
-from fpt_bench.api.specs import CellConfig
 from fpt_bench.cells.runner import RunContext
 from fpt_bench.cells.sweep import CellOutcome, ExecutorSpec, Report, run_claimed
 from fpt_bench.results.schema import CellResult

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from fpt_bench import __version__
+from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import ResultWriteError, UserError
 from fpt_bench.api.model import FPTModel
-from fpt_bench.api.specs import CellConfig
+from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.host.manager import Host, get_host
 from fpt_bench.infra.progress import Progress
 from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Speed, Timing
@@ -26,7 +27,6 @@ from fpt_bench.training import distributed
 from fpt_bench.training.determinism import deterministic_algorithms
 from fpt_bench.training.flops import measure_peak_flops
 from fpt_bench.training.loop import Trainer, TrainingData, resolve_precision
-from fpt_bench.training.seeding import derive_seed, seed_everything
 
 
 @dataclass

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fpt_bench.api.backbone_checkpoint import backbone_path
-from fpt_bench.api.specs import BackboneSpec, CellConfig
+from fpt_bench.api.cell import CellConfig
+from fpt_bench.api.specs import BackboneSpec
 from fpt_bench.cells.locks import CellLock
 from fpt_bench.cells.runner import RunContext, run_cell
 from fpt_bench.results.schema import CellResult

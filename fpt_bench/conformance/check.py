@@ -17,8 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import UserError, did_you_mean
-from fpt_bench.api.specs import CellConfig, Continuous, HParamOverrides, OutputSpec, TaskSpec
+from fpt_bench.api.hparams import HParamOverrides
+from fpt_bench.api.specs import Continuous, OutputSpec, TaskSpec
 from fpt_bench.cells.config import RunConfig, expand_cells
 from fpt_bench.cells.runner import RunContext, run_cell
 from fpt_bench.conformance.contracts import ContractError

@@ -10,6 +10,7 @@ import torch
 from fpt_bench.api.backbone import BackboneSpec
 from fpt_bench.api.errors import DataMissingError
 from fpt_bench.api.model import FPTModel
+from fpt_bench.api.seeding import generator
 from fpt_bench.api.specs import PolicySpec, TaskSpec
 from fpt_bench.api.task import SplitData
 from fpt_bench.conformance.check import PROBE_LEN, PROBE_TASK, Conformance, Report, Skip
@@ -24,7 +25,6 @@ from fpt_bench.conformance.contracts import (
     check_used_numel,
     same_tensors,
 )
-from fpt_bench.training.seeding import generator
 
 SEED = 1234
 

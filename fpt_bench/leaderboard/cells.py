@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fpt_bench.api.errors import UserError
-from fpt_bench.api.specs import SuiteCell, SuiteSpec
+from fpt_bench.api.suites import SuiteCell, SuiteSpec
 from fpt_bench.leaderboard.collect import Loaded, identity, load_results, result_identity
 
 STATUS_WORD = {"ok": "done", "diverged": "diverged", "failed": "failed"}

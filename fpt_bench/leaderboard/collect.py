@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fpt_bench.api.errors import CorruptFileError, UserError
-from fpt_bench.api.specs import SuiteSpec
+from fpt_bench.api.suites import SuiteSpec
 from fpt_bench.leaderboard.validate import check_result_file
 from fpt_bench.results.schema import CellResult
 

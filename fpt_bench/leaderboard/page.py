@@ -16,8 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fpt_bench.api.errors import UserError
-from fpt_bench.api.specs import Strict
-from fpt_bench.api.task import brief_validation_error
+from fpt_bench.api.options import Strict, brief_validation_error
 from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.leaderboard.collect import Table, build_table, load_results
 from fpt_bench.leaderboard.render import html_table, long_grid, md_escape, paper_grid, render

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import CorruptFileError
-from fpt_bench.api.specs import CellConfig, TrainHParams
-from fpt_bench.api.task import brief_validation_error
+from fpt_bench.api.hparams import TrainHParams
+from fpt_bench.api.options import brief_validation_error
+from fpt_bench.api.seeding import derive_seed
 from fpt_bench.results.schema import CellResult
 from fpt_bench.results.store import read_result
-from fpt_bench.training.seeding import derive_seed
 
 MAX_BYTES = 5_000_000  # a result file is a few kB; a larger one is not a result file
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from fpt_bench.api.errors import CorruptFileError
 from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.results.schema import CellResult
-from fpt_bench.api.specs import CellConfig
+from fpt_bench.api.cell import CellConfig
 
 OVERWRITE_MODES = ("missing", "never", "always")
 

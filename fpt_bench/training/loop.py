@@ -26,9 +26,10 @@ import torch
 from pydantic import BaseModel
 from torch.nn import functional as F
 
+from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.model import FPTModel
-from fpt_bench.api.specs import CellConfig
+from fpt_bench.api.seeding import derive_seed, generator
 from fpt_bench.api.task import Batch, SplitData, Task
 from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.infra.failures import is_out_of_memory, os_error
@@ -36,7 +37,6 @@ from fpt_bench.infra.progress import Progress
 from fpt_bench.training import distributed, speed
 from fpt_bench.training.features import HeadOnly, build_cache
 from fpt_bench.training.flops import step_flops
-from fpt_bench.training.seeding import derive_seed, generator
 
 CHECKPOINT_VERSION = 1
 

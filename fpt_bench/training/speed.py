@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fpt_bench.api.specs import TrainHParams
+from fpt_bench.api.hparams import TrainHParams
 
 if TYPE_CHECKING:
     from fpt_bench.training.loop import Trainer

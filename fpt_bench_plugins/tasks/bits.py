@@ -25,7 +25,7 @@ from fpt_bench import (
     TaskSpec,
     hookimpl,
 )
-from fpt_bench.training.seeding import generator
+from fpt_bench.api.seeding import generator
 
 CITATION = "Lu, Grover, Abbeel, Mordatch. Pretrained Transformers as Universal Computation Engines. 2021."
 VAL_SEED = 1_000_001  # fixed evaluation sets: comparable across cells, seeds and runs
