@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from fpt_bench.api.errors import UserError
-from fpt_bench.cells.config import build_run_config, expand_cells
-from fpt_bench.cli import main as cli
+from fpt_bench.cells.config import expand_cells
+from fpt_bench.cli import app as cli
 from fpt_bench.host.manager import get_host
 from fpt_bench.results.store import read_result, result_path
 
@@ -49,8 +49,9 @@ def run_grid(args: argparse.Namespace, precision: str) -> None:
 def cells(args: argparse.Namespace, precision: str) -> list[Any]:
     """The grid's cells at one precision, read from the same arguments by fpt-bench's own command line (so the
     same config hashes as the run)."""
-    parsed = cli._parser().parse_args(run_args(args, precision))
-    return expand_cells(build_run_config({}, cli._cli_values(parsed)), get_host(), args.device)
+    command = run_args(args, precision)
+    assert command[0] == "run"
+    return expand_cells(cli.run_config(command[1:]), get_host(), args.device)
 
 
 def collect(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:

@@ -15,8 +15,8 @@ from fpt_bench import UserError
 from fpt_bench.api.backbone_checkpoint import backbone_path, read_backbone_checkpoint, save_backbone
 from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.hparams import HParamOverrides
+from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.profiles import resolve_hparams
-from fpt_bench.cells.runner import RunContext
 from fpt_bench.cells.sweep import run_sweep
 from fpt_bench.results.store import read_result, result_path, write_result
 
@@ -156,10 +156,8 @@ def test_checkpoint_errors_are_clear(tmp_path: Path) -> None:
 
 def test_cli_flag_reaches_the_run_config() -> None:
     from fpt_bench.cells.config import build_run_config
-    from fpt_bench.cli.app import _cli_values, _parser
+    from fpt_bench.cli.app import run_config
 
-    args = _parser().parse_args(["run", "--task", "bit_xor", "--save-backbone"])
-    assert build_run_config({}, _cli_values(args)).save_backbone is True
-    args = _parser().parse_args(["run", "--task", "bit_xor"])
-    assert build_run_config({"save_backbone": True}, _cli_values(args)).save_backbone is True  # config file
-    assert build_run_config({}, _cli_values(args)).save_backbone is False
+    assert run_config(["--task", "bit_xor", "--save-backbone"]).save_backbone is True
+    assert build_run_config({"save_backbone": True}, {"tasks": ["bit_xor"]}).save_backbone is True  # config file
+    assert run_config(["--task", "bit_xor"]).save_backbone is False

@@ -121,10 +121,11 @@ def test_sigkill_loop_resumes_exactly_and_never_exposes_a_partial_file(tmp_path:
 
 def _cell(args: list[str]) -> CellConfig:
     """The cell ``fpt-bench run args`` runs (to find its checkpoint)."""
-    from fpt_bench.cells.config import build_run_config, expand_cells
-    from fpt_bench.cli.app import _cli_values, _parser
+    from fpt_bench.cells.config import expand_cells
+    from fpt_bench.cli.app import run_config
     from fpt_bench.host.manager import get_host
 
-    config = build_run_config({}, _cli_values(_parser().parse_args(args)))
+    assert args[0] == "run"
+    config = run_config(args[1:])
     [cell] = expand_cells(config, get_host(), "cpu")
     return cell

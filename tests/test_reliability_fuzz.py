@@ -355,8 +355,8 @@ def test_tape_lmdb(tmp_path: Path, values: list[bytes], count: bytes | None, cut
 
 # ------------------------------------------------------------------------------------------ TOML config
 CONFIG_KEYS = ["tasks", "all_tasks", "suite", "task_args", "backbone", "backbone_args", "policy", "policy_args",
-               "seeds", "profile", "device", "overwrite", "executor", "workers", "hparams", "lr_sweep",
-               "required_plugins", "progress", "deterministic", "cpus_per_cell", "unknown_key"]
+               "seeds", "profile", "device", "overwrite", "executor", "executor_args", "hparams", "sweep",
+               "required_plugins", "progress", "deterministic", "log", "workers", "unknown_key"]
 HPARAM_KEYS = ["steps", "batch_size", "lr", "grad_accum", "eval_every", "precision", "checkpoint_every", "typo"]
 toml_scalars = st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False),
                          st.text(max_size=12), st.sampled_from(["bit_xor", "gpt2", "fpt", "smoke", "cpu", "quick"]))

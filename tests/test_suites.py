@@ -95,8 +95,8 @@ def test_reference_must_name_real_rows_and_columns() -> None:
 
 def test_suite_expands_with_overrides_seeds_and_an_lr_sweep(host) -> None:  # type: ignore[no-untyped-def]
     config = build_run_config({}, {"suite": "mixed", "seeds": [0, 1], "profile": "smoke",
-                                   "backbone_args": {"n_layers": 2}, "hparams": {"lr": [1e-4, 3e-4, 1e-3]}})
-    assert config.lr_sweep == [1e-4, 3e-4, 1e-3] and config.hparams.lr is None
+                                   "backbone_args": {"n_layers": 2}, "sweep": {"lr": [1e-4, 3e-4, 1e-3]}})
+    assert config.sweep == {"lr": [1e-4, 3e-4, 1e-3]} and config.hparams.lr is None
     unavailable: list[str] = []
     cells = expand_cells(config, host, "cpu", unavailable)
     assert len(cells) == 2 * 2 * 3  # bit_memory and bit_xor x 2 seeds x 3 learning rates
@@ -138,19 +138,42 @@ def test_unavailable_cells_without_a_list_still_raise(host) -> None:  # type: ig
         expand_cells(build_run_config({}, {"suite": "mixed", "profile": "smoke"}), host, "cpu")
 
 
-def test_lr_flag_and_config_file(tmp_path: Path) -> None:
-    from fpt_bench.cli.app import _cli_values, _parser
+def test_sweeps_are_explicit_on_the_command_line_and_in_a_config_file(tmp_path: Path) -> None:
+    from fpt_bench.cli.app import run_config
 
-    args = _parser().parse_args(["run", "--task", "bit_xor", "--lr", "1e-4,3e-4"])
-    assert build_run_config({}, _cli_values(args)).lr_sweep == [1e-4, 3e-4]
-    one = _parser().parse_args(["run", "--task", "bit_xor", "--lr", "0.01"])
-    assert build_run_config({}, _cli_values(one)).hparams.lr == 0.01
-    assert build_run_config({"hparams": {"lr": [1e-3, 1e-2]}}, {}).lr_sweep == [1e-3, 1e-2]
-    bad = _parser().parse_args(["run", "--task", "bit_xor", "--lr", "1e-4,fast"])
-    with pytest.raises(UserError, match="--lr: expected numbers"):
-        _cli_values(bad)
-    with pytest.raises(UserError, match="learning rates must be positive and distinct"):
-        build_run_config({}, {"hparams": {"lr": [1e-3, 1e-3]}})
+    assert run_config(["--task", "bit_xor", "--sweep", "lr=1e-4,3e-4"]).sweep == {"lr": [1e-4, 3e-4]}
+    two = run_config(["--task", "bit_xor", "--sweep", "lr=1e-4,3e-4", "--sweep", "batch_size=4,8"])
+    assert two.sweep == {"lr": [1e-4, 3e-4], "batch_size": [4, 8]}
+    assert run_config(["--task", "bit_xor", "--lr", "0.01"]).hparams.lr == 0.01
+    assert build_run_config({"sweep": {"lr": [1e-3, 1e-2]}}, {}).sweep == {"lr": [1e-3, 1e-2]}
+    with pytest.raises(UserError, match=r"--lr '1e-4,3e-4': Input should be a valid number"):
+        run_config(["--task", "bit_xor", "--lr", "1e-4,3e-4"])  # one value per flag: a sweep says so
+    with pytest.raises(UserError, match=r"hparams.lr takes one value; to run one cell per value write "
+                                        r"`\[sweep\] lr = \[...\]`"):
+        build_run_config({"hparams": {"lr": [1e-3, 1e-2]}}, {})
+    with pytest.raises(UserError, match=r"sweep: Value error, lr='fast': lr: Input should be a valid number"):
+        run_config(["--task", "bit_xor", "--sweep", "lr=1e-4,fast"])
+    with pytest.raises(UserError, match=r"sweep: Value error, lr=nan: lr: Input should be greater than 0"):
+        run_config(["--task", "bit_xor", "--sweep", "lr=nan,0.001"])
+    with pytest.raises(UserError, match="lr: the values repeat"):
+        build_run_config({}, {"sweep": {"lr": [1e-3, 1e-3]}})
+    with pytest.raises(UserError, match="'stepz' is not a training setting"):
+        run_config(["--task", "bit_xor", "--sweep", "stepz=1,2"])
+    with pytest.raises(UserError, match="--sweep 'lr': expected KEY=V1,V2"):
+        run_config(["--task", "bit_xor", "--sweep", "lr"])
+
+
+def test_executor_flags_come_from_the_executor_plugins_and_reach_their_options() -> None:
+    from fpt_bench.cli.app import run_config
+
+    assert run_config(["--task", "bit_xor", "--workers", "2"]).executor_args == {"workers": 2}
+    ray = run_config(["--task", "bit_xor", "--executor", "ray", "--cpus-per-cell", "2", "--ray-address", "auto"])
+    assert ray.executor_args == {"cpus_per_cell": 2.0, "ray_address": "auto"}
+    with pytest.raises(UserError, match="--workers is an option of the local executor, but this run uses the ray "
+                                        "executor; add --executor local or drop --workers"):
+        run_config(["--task", "bit_xor", "--executor", "ray", "--workers", "2"])
+    with pytest.raises(UserError, match=r"--workers '0': Input should be greater than 0"):
+        run_config(["--task", "bit_xor", "--workers", "0"])
 
 
 def test_ls_cells_reports_each_status(tmp_path: Path, capsys: pytest.CaptureFixture[str], host,  # type: ignore[no-untyped-def]

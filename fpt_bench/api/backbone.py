@@ -72,6 +72,7 @@ class Backbone(Configurable):
     """
 
     spec: ClassVar[BackboneSpec]
+    component_kind = "backbone"
     options_flag = "--backbone-args"
     smoke_args: ClassVar[dict[str, Any] | None] = None
 

@@ -50,7 +50,21 @@ def fpt_bench_register_suites(registry: Any) -> None:
 def fpt_bench_register_executors(registry: Any) -> None:
     """Add executors (how cells are scheduled: in-process, worker processes, a cluster) to ``registry``.
 
-    An executor is an object with a ``spec`` (name, description) and ``run(cells, runner, options)``.
+    An executor has a ``spec`` (:class:`fpt_bench.ExecutorSpec`), an ``Options`` model and
+    ``run(cells, ctx, report)``: ``cells`` is a list of ``(CellConfig, result path)``, ``ctx`` the run's context
+    (``ctx.executor_options`` holds its validated options), and ``report`` is called with each cell's outcome. It
+    runs every cell through ``fpt_bench.api.executor.run_claimed`` (docs/writing-plugins.md, "Executors").
+    """
+
+
+@hookspec
+def fpt_bench_add_run_flags(flags: Any) -> None:
+    """Add command-line flags to ``fpt-bench run`` for an executor's options (as tox's ``tox_add_option``).
+
+    ``flags.add_options(model, executor=NAME)`` adds one flag per field of the pydantic ``model`` (``--field-name``
+    unless the field's :class:`fpt_bench.Flag` says otherwise; typed, with the field's description as its help);
+    the values given reach that executor as its ``Options`` (a config file sets them in ``[executor_args]``).
+    A flag given with another executor is an error.
     """
 
 

@@ -43,9 +43,10 @@ class Flag:
 class Configurable:
     """What every component shares: an ``Options`` model and ``options(args)`` validating a dict against it.
 
-    ``options_flag`` names the command-line flag the arguments come from, for messages."""
+    ``component_kind`` and ``options_flag`` name the component and where its arguments come from, for messages."""
 
     Options: ClassVar[type[BaseModel]] = NoOptions
+    component_kind: ClassVar[str] = "component"
     options_flag: ClassVar[str] = "options"
     spec: Any
 
@@ -53,8 +54,7 @@ class Configurable:
         try:
             return self.Options(**args)
         except ValidationError as exc:
-            kind = self.options_flag.removeprefix("--").removesuffix("-args")
-            raise UserError(f"bad {self.options_flag} for {kind} {self.spec.name!r}: "
+            raise UserError(f"bad {self.options_flag} for {self.component_kind} {self.spec.name!r}: "
                             f"{brief_validation_error(exc, self.Options)}") from None
 
 

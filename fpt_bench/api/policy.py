@@ -21,6 +21,7 @@ class FreezePolicy(Configurable):
     """
 
     spec: ClassVar[PolicySpec]
+    component_kind = "policy"
     options_flag = "--policy-args"
 
     def transform(self, model: FPTModel, options: BaseModel) -> None:

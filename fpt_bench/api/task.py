@@ -91,6 +91,7 @@ class Task(Configurable):
     """Base class for tasks. Subclasses set ``spec`` and implement ``load`` (and ``sample`` when generated)."""
 
     spec: ClassVar[TaskSpec]
+    component_kind = "task"
     options_flag = "--task-args"
 
     def resolve_spec(self, options: BaseModel) -> TaskSpec:

@@ -1,49 +1,76 @@
-"""Run configuration: command-line flags and/or a TOML file, expanded into cells."""
+"""Run configuration: what ``fpt-bench run`` accepts, from a TOML file and the command line, expanded into cells.
+
+Each setting is declared once, as a field of ``RunOptions`` (how cells run) or ``RunConfig`` (which cells); the
+command-line flags are generated from these models (``fpt_bench.cli.flags``), and a config file uses the same keys.
+"""
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
 from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.hparams import HParamOverrides
-from fpt_bench.api.options import Strict, brief_validation_error
+from fpt_bench.api.options import Flag, Strict, brief_validation_error
 from fpt_bench.cells.profiles import default_profile, resolve_hparams
 from fpt_bench.host.manager import Host
 
 
-class RunConfig(Strict):
+class RunOptions(Strict):
+    """How cells run: where, with what executor, what is kept (``RunContext`` carries them to every cell)."""
+
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (default auto)")
+    output_dir: Path = Field(default=Path("results"), description="where result files go (default results/)")
+    data_dir: Path | None = Field(default=None, description="where task data lives (default $FPT_BENCH_DATA or "
+                                                            "the user cache)")
+    overwrite: Literal["missing", "never", "always"] = Field(
+        default="missing", description="rerun finished cells? missing (default): only failed or absent ones")
+    executor: str = Field(default="local", description="how cells are scheduled: local (default), ray, ... "
+                                                       "(`fpt-bench ls executors`)")
+    executor_args: Annotated[dict[str, Any], Flag(hidden=True)] = Field(
+        default={}, description="the executor's options (its flags, e.g. --workers; a [executor_args] table in a "
+                                "config file)")
+    keep_checkpoints: bool = Field(default=False, description="keep checkpoints of finished cells")
+    save_backbone: bool = Field(
+        default=False, description="save each finished cell's trained backbone next to its result (safetensors); "
+                                   "another cell loads it with --backbone-args weights=result:RESULT_JSON")
+    deterministic: bool = Field(default=False, description="deterministic algorithms (CUDA kernels that sum in a "
+                                                           "fixed order; slower); recorded in each result")
+    progress: bool | None = Field(default=None, description="show per-step progress (default: on a terminal a bar, "
+                                                            "otherwise a log line every 30 s)")
+    log: Annotated[list[str], Flag(repeat=True, metavar="KIND=TARGET")] = Field(
+        default=[], description="log run events: jsonl=FILE, csv=FILE, tensorboard=DIR (built-in), or a plugin's "
+                                "kind (repeatable)")
+
+
+class RunConfig(RunOptions):
     """Everything ``fpt-bench run`` accepts; a TOML config file uses the same keys."""
 
-    tasks: list[str] = []
-    all_tasks: bool = False
-    suite: str | None = None
-    task_args: dict[str, Any] = {}
-    backbone: str = "gpt2"
-    backbone_args: dict[str, Any] = {}
-    policy: str = "fpt"
-    policy_args: dict[str, Any] = {}
-    seeds: list[int] = [0]
-    profile: str | None = None
-    device: str = "auto"
-    output_dir: Path = Path("results")
-    data_dir: Path | None = None
-    overwrite: Literal["missing", "never", "always"] = "missing"
-    executor: str = "local"
-    workers: int = Field(default=1, gt=0)
-    ray_address: str | None = None
-    gpus_per_cell: float | None = Field(default=None, ge=0)
-    cpus_per_cell: float = Field(default=1.0, gt=0)
-    hparams: HParamOverrides = HParamOverrides()
-    lr_sweep: list[float] = []  # several learning rates: one cell per rate (a grid dimension)
-    required_plugins: list[str] = []
-    progress: bool | None = None
-    save_backbone: bool = False
-    deterministic: bool = False  # deterministic algorithms (CUDA); recorded in each result's provenance
+    tasks: Annotated[list[str], Flag("--task", repeat=True, metavar="NAME")] = Field(
+        default=[], description="a task (repeatable); with --suite, that task's cells of the suite")
+    all_tasks: Annotated[bool, Flag("--all")] = Field(default=False, description="every registered task")
+    suite: str | None = Field(default=None, description="a named grid of cells (`fpt-bench ls suites`)")
+    task_args: Annotated[dict[str, Any], Flag(kv=True)] = Field(default={}, description="task options")
+    backbone: str = Field(default="gpt2", description="backbone (default gpt2, pretrained base)")
+    backbone_args: Annotated[dict[str, Any], Flag(kv=True)] = Field(
+        default={}, description="backbone options, e.g. weights=random,n_layers=2")
+    policy: str = Field(default="fpt", description="freeze policy (default fpt)")
+    policy_args: Annotated[dict[str, Any], Flag(kv=True)] = Field(default={}, description="freeze policy options")
+    seeds: Annotated[list[int], Flag(metavar="S,S,...")] = Field(default=[0], description="cell seeds (default 0)")
+    profile: str | None = Field(default=None, description="smoke | quick | paper (default: paper on CUDA, quick "
+                                                          "otherwise)")
+    hparams: HParamOverrides = Field(default_factory=HParamOverrides,
+                                     description="training overrides (win over the profile)")
+    sweep: Annotated[dict[str, list[Any]], Flag(repeat=True, metavar="KEY=V1,V2,...")] = Field(
+        default={}, description="a grid dimension: one cell per value of a training setting, e.g. --sweep "
+                                "lr=1e-4,3e-4,1e-3 (repeatable; the leaderboard selects by validation accuracy)")
+    required_plugins: Annotated[list[str], Flag(hidden=True)] = Field(
+        default=[], description="plugins (with versions) that must be installed before anything runs")
 
     @field_validator("seeds")
     @classmethod
@@ -54,12 +81,27 @@ class RunConfig(Strict):
             raise ValueError("seeds repeat")
         return v
 
-    @field_validator("lr_sweep")
+    @field_validator("sweep")
     @classmethod
-    def _lrs(cls, v: list[float]) -> list[float]:
-        if any(lr <= 0 for lr in v) or len(set(v)) != len(v):
-            raise ValueError("learning rates must be positive and distinct")
-        return v
+    def _sweep(cls, sweep: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        checked: dict[str, list[Any]] = {}
+        for key, values in sweep.items():
+            if key not in HParamOverrides.model_fields:
+                known = ", ".join(HParamOverrides.model_fields)
+                raise ValueError(f"{key!r} is not a training setting (one of: {known})")
+            if not isinstance(values, list) or len(values) < 2:
+                flag = "--" + key.replace("_", "-")
+                raise ValueError(f"{key}: give at least two values to sweep (one value: set it with {flag})")
+            parsed = []
+            for value in values:
+                try:
+                    parsed.append(getattr(HParamOverrides(**{key: value}), key))
+                except ValidationError as exc:
+                    raise ValueError(f"{key}={value!r}: {brief_validation_error(exc)}") from None
+            if len({repr(v) for v in parsed}) != len(parsed):
+                raise ValueError(f"{key}: the values repeat")
+            checked[key] = parsed
+        return checked
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -77,24 +119,21 @@ def load_config_file(path: Path) -> dict[str, Any]:
 
 
 def build_run_config(file_values: dict[str, Any], cli_values: dict[str, Any], source: str = "") -> RunConfig:
-    """Merge a config file's values with command-line values (the command line wins)."""
+    """Merge a config file's values with command-line values (the command line wins, table by table for the
+    ``hparams``, ``sweep`` and ``executor_args`` tables)."""
     where = f" in {source}" if source else ""
     merged = dict(file_values)
-    hp = merged.pop("hparams", {}) or {}
-    if not isinstance(hp, dict):
-        raise UserError(f"bad run configuration{where}: hparams must be a table (key = value pairs), "
-                        f"not {type(hp).__name__}")
-    hp = dict(hp)
-    cli = dict(cli_values)
-    hp.update(cli.pop("hparams", {}) or {})
-    merged.update(cli)
-    if isinstance(hp.get("lr"), list):  # `lr = [1e-4, 1e-3]` in a config file, or `--lr 1e-4,1e-3`
-        lrs = hp.pop("lr")
-        if len(lrs) == 1:
-            hp["lr"] = lrs[0]
-        else:
-            merged["lr_sweep"] = lrs
-    merged["hparams"] = hp
+    for table in ("hparams", "sweep", "executor_args"):
+        from_file = merged.get(table, {}) or {}
+        if not isinstance(from_file, dict):
+            raise UserError(f"bad run configuration{where}: {table} must be a table (key = value pairs), "
+                            f"not {type(from_file).__name__}")
+        merged[table] = {**from_file, **(cli_values.get(table) or {})}
+    merged.update({k: v for k, v in cli_values.items() if k not in ("hparams", "sweep", "executor_args")})
+    for key, value in merged["hparams"].items():
+        if isinstance(value, list):
+            raise UserError(f"bad run configuration{where}: hparams.{key} takes one value; to run one cell per value "
+                            f"write `[sweep] {key} = [...]` in the file or --sweep {key}=A,B on the command line")
     try:
         return RunConfig(**merged)
     except ValidationError as exc:
@@ -119,17 +158,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def expand_cells(config: RunConfig, host: Host, device: str,
-                 unavailable: list[str] | None = None) -> list[CellConfig]:
-    """The cells of a run, validated against the registries before anything runs.
-
-    With a suite and a list for ``unavailable``, a suite cell whose plugin is not installed (or whose options it
-    refuses) is reported there as ``"unavailable: <reason>"`` and skipped instead of ending the run. The
-    ``--task-args``/``--backbone-args``/``--policy-args`` given with a suite are merged onto every cell; ``--task``
-    keeps the suite's cells of those tasks.
-    """
-    profile = config.profile or default_profile(device)
-    grid: list[dict[str, Any]] = []
+def _grid(config: RunConfig, host: Host) -> list[dict[str, Any]]:
+    """The (task, backbone, policy) combinations of a run, with a suite cell's own overrides and row label."""
     if config.suite:
         suite = host.suites.get(config.suite)
         in_suite = {c.task for c in suite.cells}
@@ -137,23 +167,34 @@ def expand_cells(config: RunConfig, host: Host, device: str,
         if unknown:
             raise UserError(f"--task {', '.join(unknown)}: not a task of suite {config.suite!r} "
                             f"(its tasks: {', '.join(sorted(in_suite))})")
-        grid = [
+        return [
             {"task": c.task, "task_args": {**c.task_args, **config.task_args}, "backbone": c.backbone,
              "backbone_args": {**c.backbone_args, **config.backbone_args}, "policy": c.policy,
              "policy_args": {**c.policy_args, **config.policy_args}, "hparams": c.hparams, "label": c.row}
             for c in suite.cells if not config.tasks or c.task in config.tasks  # --task narrows a suite
         ]
-    else:
-        tasks = host.tasks.names() if config.all_tasks else config.tasks
-        if not tasks:
-            raise UserError("nothing to run: give --task NAME (repeatable), --all or --suite NAME")
-        grid = [
-            {"task": t, "task_args": config.task_args, "backbone": config.backbone,
+    tasks = host.tasks.names() if config.all_tasks else config.tasks
+    if not tasks:
+        raise UserError("nothing to run: give --task NAME (repeatable), --all or --suite NAME")
+    return [{"task": t, "task_args": config.task_args, "backbone": config.backbone,
              "backbone_args": config.backbone_args, "policy": config.policy, "policy_args": config.policy_args}
-            for t in tasks
-        ]
+            for t in tasks]
+
+
+def expand_cells(config: RunConfig, host: Host, device: str,
+                 unavailable: list[str] | None = None) -> list[CellConfig]:
+    """The cells of a run, validated against the registries before anything runs.
+
+    With a suite and a list for ``unavailable``, a suite cell whose plugin is not installed (or whose options it
+    refuses) is reported there as ``"unavailable: <reason>"`` and skipped instead of ending the run. The
+    ``--task-args``/``--backbone-args``/``--policy-args`` given with a suite are merged onto every cell; ``--task``
+    keeps the suite's cells of those tasks. Each ``sweep`` dimension multiplies the cells.
+    """
+    profile = config.profile or default_profile(device)
+    user = config.hparams.model_dump(exclude_none=True)
+    points = [dict(zip(config.sweep, values, strict=True)) for values in itertools.product(*config.sweep.values())]
     cells = []
-    for entry in grid:
+    for entry in _grid(config, host):
         try:
             task = host.tasks.get(entry["task"])
             task.options(entry["task_args"])
@@ -164,13 +205,9 @@ def expand_cells(config: RunConfig, host: Host, device: str,
                 raise
             unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {exc}")
             continue
-        overrides = config.hparams
-        if entry.get("hparams") is not None:  # the suite cell's overrides, then the user's
-            merged = {**entry["hparams"].model_dump(exclude_none=True), **config.hparams.model_dump(exclude_none=True)}
-            overrides = HParamOverrides(**merged)
-        for lr in config.lr_sweep or [None]:
-            swept = overrides if lr is None else overrides.model_copy(update={"lr": lr})
-            hparams = resolve_hparams(task.spec, profile, swept)
+        suite_cell = entry["hparams"].model_dump(exclude_none=True) if entry.get("hparams") is not None else {}
+        for point in points:
+            hparams = resolve_hparams(task.spec, profile, HParamOverrides(**{**suite_cell, **user, **point}))
             for seed in config.seeds:
                 cells.append(CellConfig(
                     task=entry["task"], task_args=entry["task_args"], backbone=entry["backbone"],
@@ -190,11 +227,12 @@ def parse_kv(text: str, flag: str) -> dict[str, Any]:
         if "=" not in part:
             raise UserError(f"{flag}: expected key=value pairs separated by commas, got {part!r}")
         key, value = part.split("=", 1)
-        out[key.strip()] = _convert(value.strip())
+        out[key.strip()] = convert(value.strip())
     return out
 
 
-def _convert(value: str) -> Any:
+def convert(value: str) -> Any:
+    """A command-line string as the value it spells: true/false, an int, a float, else the string."""
     lowered = value.lower()
     if lowered in {"true", "false"}:
         return lowered == "true"
@@ -204,5 +242,3 @@ def _convert(value: str) -> Any:
         except ValueError:
             pass
     return value
-
-

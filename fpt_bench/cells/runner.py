@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import ResultWriteError, UserError
 from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import derive_seed, seed_everything
-from fpt_bench.host.manager import Host, get_host
+from fpt_bench.cells.context import RunContext
 from fpt_bench.infra.progress import Progress
 from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Speed, Timing
 from fpt_bench.results.store import checkpoint_path, selected_params_path, write_result
@@ -27,30 +26,6 @@ from fpt_bench.training import distributed
 from fpt_bench.training.determinism import deterministic_algorithms
 from fpt_bench.training.flops import measure_peak_flops
 from fpt_bench.training.loop import Trainer, TrainingData, resolve_precision
-
-
-@dataclass
-class RunContext:
-    """How cells run: picklable, so worker processes and cluster workers can receive it."""
-
-    device: str
-    data_dir: Path
-    output_dir: Path
-    progress: bool | None = None
-    keep_checkpoints: bool = False
-    overwrite: str = "missing"
-    workers: int = 1
-    ray_address: str | None = None
-    gpus_per_cell: float | None = None
-    cpus_per_cell: float = 1.0
-    save_backbone: bool = False  # save the trained backbone of each ok cell next to its result
-    deterministic: bool = False  # torch.use_deterministic_algorithms for every cell (fpt_bench.training.determinism)
-
-    plugin_host: Host | None = None  # a host of one's own (conformance checks); default: the process's host
-
-    @property
-    def host(self) -> Host:
-        return self.plugin_host or get_host()
 
 
 @cache
@@ -85,7 +60,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     seeds = seed_everything(cell.seed)
     info = CellInfo(
         task=cell.task, task_version=spec.version, task_args=cell.task_args,
-        protocol=str(cell.task_args.get("protocol", "default")), backbone=cell.backbone,
+        protocol=spec.protocol, backbone=cell.backbone,
         backbone_args=cell.backbone_args, policy=cell.policy, policy_args=cell.policy_args, seed=cell.seed,
         profile=cell.profile, hparams=cell.hparams.recorded(),
     )

@@ -1,16 +1,12 @@
-"""``fpt-bench check-plugin`` and ``fpt-bench new-plugin``, and the ``run --log KIND=TARGET`` flag."""
+"""``fpt-bench check-plugin`` and ``fpt-bench new-plugin``: for plugin authors."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 from pathlib import Path
 
 from fpt_bench.api.errors import UserError
-
-LOG_ENV_PREFIX = "FPT_BENCH_LOG_"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,22 +30,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                     "point and a test that checks `fpt-bench plugins` lists it and `check-plugin` passes.")
     new.add_argument("name", help="plugin name, e.g. parity (lowercase, digits, - or _)")
     new.add_argument("--dir", type=Path, default=Path("."), help="where to create the project (default .)")
-
-
-def add_log_flag(run_parser: argparse.ArgumentParser) -> None:
-    run_parser.add_argument(
-        "--log", action="append", metavar="KIND=TARGET", default=None,
-        help="log run events: jsonl=FILE, csv=FILE, tensorboard=DIR (built-in), or a plugin's kind "
-             "(sets FPT_BENCH_LOG_<KIND>; repeatable)")
-
-
-def apply_log_flags(values: list[str] | None) -> None:
-    """``--log jsonl=events.jsonl`` -> ``FPT_BENCH_LOG_JSONL=events.jsonl`` for the loggers (and worker processes)."""
-    for value in values or []:
-        kind, sep, target = value.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", kind.strip()) or not target.strip():
-            raise UserError(f"--log {value!r}: expected KIND=TARGET, e.g. --log jsonl=events.jsonl")
-        os.environ[LOG_ENV_PREFIX + kind.strip().upper()] = target.strip()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ from fpt_bench.api.errors import UserError, did_you_mean
 from fpt_bench.api.hparams import HParamOverrides
 from fpt_bench.api.specs import Continuous, OutputSpec, TaskSpec
 from fpt_bench.cells.config import RunConfig, expand_cells
-from fpt_bench.cells.runner import RunContext, run_cell
+from fpt_bench.cells.context import RunContext
+from fpt_bench.cells.runner import run_cell
 from fpt_bench.conformance.contracts import ContractError
 from fpt_bench.host.manager import BUILTIN_DIST, Host, PluginInfo
 from fpt_bench.results.schema import CellResult

@@ -186,6 +186,18 @@ class Host:
             print(f"fpt-bench: warning: plugin {p.name!r} is not loaded: {p.error} "
                   f"(see `fpt-bench plugins`; {STRICT_ENV}=1 makes this fatal)", file=sys.stderr)
 
+    def add_run_flags(self, flags: Any) -> None:
+        """Let every plugin add its ``fpt-bench run`` flags (``fpt_bench_add_run_flags``); a plugin whose hook fails
+        is reported by name (fatal in strict mode) and the command goes on without its flags."""
+        for impl in self.pm.hook.fpt_bench_add_run_flags.get_hookimpls():
+            try:
+                impl.function(**{arg: flags for arg in impl.argnames})
+            except Exception as exc:  # noqa: BLE001 - a plugin's mistake, reported as such
+                message = f"plugin {impl.plugin_name!r} failed in fpt_bench_add_run_flags: {_short_error(exc)}"
+                if self.strict:
+                    raise PluginError(f"{message} [strict mode: unset {STRICT_ENV} to continue without it]") from exc
+                print(f"fpt-bench: warning: {message}", file=sys.stderr)
+
     def emit(self, hook_name: str, **kwargs: Any) -> None:
         """Fire a run-event hook; a failing listener is reported, never fatal to the cell."""
         try:

@@ -176,7 +176,8 @@ class RemoteHomology(Task):
         max_len = 1024 if options.protocol == "paper-compat" else options.max_len
         update: dict[str, Any] = {"max_len": max_len}
         if options.protocol == "paper-compat":
-            update.update(output=OutputSpec(n_classes=N_FOLDS, readout=Readout.LAST), test_splits=["valid"])
+            update.update(output=OutputSpec(n_classes=N_FOLDS, readout=Readout.LAST), test_splits=["valid"],
+                          protocol="paper-compat")
         return self.spec.model_copy(update=update)
 
     def _path(self, split: str, options: HomologyOptions) -> str:

@@ -160,6 +160,7 @@ class ListOps(Task):
             return self.spec.model_copy(update={
                 "input": Tokens(vocab_size=len(PAPER_VOCAB), pad_id=0), "max_len": PAPER_MAX_LEN,
                 "output": OutputSpec(n_classes=10, readout=Readout.LAST), "test_splits": ["val"],
+                "protocol": "paper-compat",
             })
         return self.spec
 
