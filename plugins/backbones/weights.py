@@ -106,12 +106,12 @@ def pretrained_error(source: str, exc: BaseException, what: str = "pretrained we
     return UserError(f"could not load {what} from {where}: {first}. {fix}; or use weights=random")
 
 
-def _dtype_kwargs() -> dict[str, Any]:
+def _dtype_kwargs(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     import transformers
     from packaging.version import Version
 
     key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    return {key: torch.float32}
+    return {key: dtype}
 
 
 def resolve_source(source: str) -> str:
@@ -130,14 +130,14 @@ def load_config(source: str) -> Any:
 
 
 def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any], sdpa: bool = True,
-                    **model_kwargs: Any) -> nn.Module:
-    """``from_pretrained`` for a hub id or a local directory in float32, ``trust_remote_code=False``; one clear
-    error when the weights are missing."""
+                    dtype: torch.dtype = torch.float32, **model_kwargs: Any) -> nn.Module:
+    """``from_pretrained`` for a hub id or a local directory in ``dtype`` (float32 unless a backbone chooses its
+    compute dtype), ``trust_remote_code=False``; one clear error when the weights are missing."""
     try:
         with _quiet_transformers():
             model, info = model_class.from_pretrained(
                 resolve_source(source), trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
-                output_loading_info=True, **_dtype_kwargs(), **config_overrides, **model_kwargs,
+                output_loading_info=True, **_dtype_kwargs(dtype), **config_overrides, **model_kwargs,
             )
     except (OSError, ValueError) as exc:
         raise pretrained_error(source, exc) from None
