@@ -215,18 +215,32 @@ BUILTIN_FAMILIES: tuple[ModelFamily, ...] = (
 )
 
 
-def registered_families() -> dict[str, ModelFamily]:
-    """Every family the loaded plugins registered (built-ins and third parties), by model_type."""
-    from fpt_bench.plugins import get_host
+class UsesModelFamilies:
+    """For a backbone that looks models up by family: ``families`` is the family registry of the host that loaded
+    it, handed over by ``hand_over_families`` (the backbone's plugin implements the families hook for that); a
+    backbone made outside a host falls back to the process's host."""
 
-    registry = get_host().registries.get("model_family")
-    return {entry.name: entry.component for entry in registry} if registry is not None else {}
+    families: Any = None
+
+    def known_families(self) -> dict[str, ModelFamily]:
+        registry = self.families
+        if registry is None:
+            from fpt_bench.plugins import get_host
+
+            registry = get_host().registries["model_family"]
+        return {entry.name: entry.component for entry in registry}
 
 
-def family_of(config: Any, source: str, kind: str, backbone: str) -> ModelFamily:
-    """The registered family of ``config`` for a backbone of ``kind``; one clear error otherwise."""
+def hand_over_families(backbone: UsesModelFamilies | None, registry: Any) -> None:
+    """Give ``backbone`` (just registered by the same plugin) the registry its host fills with families: a view
+    on it, so families that plugins loaded later register are seen too."""
+    if backbone is not None:
+        backbone.families = registry
+
+
+def family_of(config: Any, source: str, kind: str, backbone: str, families: dict[str, ModelFamily]) -> ModelFamily:
+    """The family of ``config`` among ``families`` for a backbone of ``kind``; one clear error otherwise."""
     model_type = str(getattr(config, "model_type", None))
-    families = registered_families()
     family = families.get(model_type)
     if family is not None and family.kind == kind:
         return family

@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from fpt_bench import BackboneModule, Role, UserError
-from fpt_bench_plugins.backbones.families import ModelFamily, family_of, registered_families
+from fpt_bench_plugins.backbones.families import ModelFamily, family_of
 from fpt_bench_plugins.backbones.structure import (
     TransformerOptions,
     layer_list,
@@ -272,8 +272,8 @@ def _positions_note(family: ModelFamily, learned: bool) -> str:
     return note + ("; plus a new zero-initialised learned table (role position)" if learned else "")
 
 
-def build_causal(options: CausalOptions, max_len: int, kind: str, backbone: str,
-                 presets: dict[str, str]) -> CausalLMModule:
+def build_causal(options: CausalOptions, max_len: int, kind: str, backbone: str, presets: dict[str, str],
+                 families: dict[str, ModelFamily]) -> CausalLMModule:
     """Build ``backbone`` (family kind ``kind``) from its options; see the module docstring for the dtype rule."""
     weights = options.weight_source
     source = options.source or (presets[options.preset] if options.preset else None)
@@ -282,7 +282,7 @@ def build_causal(options: CausalOptions, max_len: int, kind: str, backbone: str,
     if weights.from_checkpoint:
         checkpoint = open_checkpoint(weights, backbone)
         arch = checkpoint.architecture
-        family = registered_families().get(arch["family"])
+        family = families.get(arch["family"])
         if family is None:
             raise UserError(f"{checkpoint.path} holds a {arch['family']} model; no loaded plugin registers that "
                             f"family (install the plugin that did)")
@@ -305,7 +305,7 @@ def build_causal(options: CausalOptions, max_len: int, kind: str, backbone: str,
             assert source is not None
             config = load_config(source)
             where = source
-        family = family_of(config, where, kind, backbone)
+        family = family_of(config, where, kind, backbone, families)
         drop = _dropout(family, options.dropout)
         dtype, why = choose_dtype(options.dtype, config)
         if weights.kind == "random":

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from fpt_bench import Backbone, BackboneSpec, hookimpl
+from fpt_bench_plugins.backbones.families import UsesModelFamilies, hand_over_families
 from fpt_bench_plugins.backbones.hf_causal import CausalLMModule, CausalOptions, build_causal
 
 PYTHIA = {f"pythia-{size}": f"EleutherAI/pythia-{size}"
@@ -50,7 +51,7 @@ class HFDecoderOptions(CausalOptions):
         default=None, description="a known model: " + ", ".join(PRESETS))
 
 
-class HFDecoder(Backbone):
+class HFDecoder(Backbone, UsesModelFamilies):
     spec = BackboneSpec(
         name="hf_decoder",
         description="any Hugging Face decoder-only LM (Pythia, Llama, Qwen, Mistral, Gemma, Phi, OPT, GPT-J, ...) "
@@ -62,9 +63,19 @@ class HFDecoder(Backbone):
     smoke_args = {"weights": "random", "family": "llama", "n_layers": 2, "n_embd": 32, "n_head": 2}
 
     def build(self, options: HFDecoderOptions, max_len: int) -> CausalLMModule:  # type: ignore[override]
-        return build_causal(options, max_len, "decoder", "hf_decoder", PRESETS)
+        return build_causal(options, max_len, "decoder", "hf_decoder", PRESETS, self.known_families())
+
+
+_registered: list[HFDecoder] = []  # the instance this module's last registration made, until its host's families
 
 
 @hookimpl
 def fpt_bench_register_backbones(registry: Any) -> None:
-    registry.add(HFDecoder())
+    _registered[:] = [registry.add(HFDecoder())]
+
+
+@hookimpl
+def fpt_bench_register_model_families(registry: Any) -> None:
+    """Registers no family: hands the backbone registered just before (same plugin, same host) that host's
+    family registry (the host runs the backbone hook first)."""
+    hand_over_families(_registered.pop() if _registered else None, registry)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from fpt_bench import Backbone, BackboneSpec, hookimpl
+from fpt_bench_plugins.backbones.families import UsesModelFamilies, hand_over_families
 from fpt_bench_plugins.backbones.hf_causal import CausalLMModule, CausalOptions, build_causal
 
 PRESETS: dict[str, str] = {
@@ -31,7 +32,7 @@ class HFSSMOptions(CausalOptions):
         default=None, description="a known model: " + ", ".join(PRESETS))
 
 
-class HFSSM(Backbone):
+class HFSSM(Backbone, UsesModelFamilies):
     spec = BackboneSpec(
         name="hf_ssm",
         description="Hugging Face state-space LMs (Mamba, Mamba-2) via inputs_embeds; the mixer has role attention",
@@ -41,9 +42,19 @@ class HFSSM(Backbone):
     smoke_args = {"weights": "random", "family": "mamba", "n_layers": 2, "n_embd": 32}
 
     def build(self, options: HFSSMOptions, max_len: int) -> CausalLMModule:  # type: ignore[override]
-        return build_causal(options, max_len, "ssm", "hf_ssm", PRESETS)
+        return build_causal(options, max_len, "ssm", "hf_ssm", PRESETS, self.known_families())
+
+
+_registered: list[HFSSM] = []  # the instance this module's last registration made, until its host's families
 
 
 @hookimpl
 def fpt_bench_register_backbones(registry: Any) -> None:
-    registry.add(HFSSM())
+    _registered[:] = [registry.add(HFSSM())]
+
+
+@hookimpl
+def fpt_bench_register_model_families(registry: Any) -> None:
+    """Registers no family: hands the backbone registered just before (same plugin, same host) that host's
+    family registry (the host runs the backbone hook first)."""
+    hand_over_families(_registered.pop() if _registered else None, registry)

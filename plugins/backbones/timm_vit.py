@@ -12,6 +12,7 @@ LayerScale ``ls1``/``gamma_1``) is attention; the MLP (with ``ls2``/``gamma_2``)
 from __future__ import annotations
 
 import inspect
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,9 @@ class TimmViT(Backbone):
                  "Oquab et al. 2024; Bao et al. 2022; Fang et al. 2023.",
     )
     Options = TimmViTOptions
-    smoke_args = {"weights": "random", "model": "vit_tiny_patch16_224", "n_layers": 2, "n_embd": 32, "n_head": 2}
+    # a tiny instance only where the optional timm is installed (check-plugin skips backbones without one)
+    smoke_args = ({"weights": "random", "model": "vit_tiny_patch16_224", "n_layers": 2, "n_embd": 32, "n_head": 2}
+                  if find_spec("timm") else None)
 
     def build(self, options: TimmViTOptions, max_len: int) -> TimmViTModule:  # type: ignore[override]
         weights = options.weight_source
