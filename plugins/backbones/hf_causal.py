@@ -29,7 +29,9 @@ from fpt_bench_plugins.backbones.structure import (
     submodule,
 )
 from fpt_bench_plugins.backbones.weights import (
+    WEIGHT_FILES,
     checkpoint_provenance,
+    hub_unavailable,
     load_config,
     load_pretrained,
     model_from_config,
@@ -69,6 +71,15 @@ class CausalOptions(TransformerOptions):
         if not (weights.from_checkpoint or self.source or self.preset or self.family):
             raise ValueError("give preset=NAME or source=HUB_ID_OR_DIR (or family=MODEL_TYPE with weights=random)")
         return self
+
+
+def unavailable(options: CausalOptions, presets: dict[str, str]) -> str | None:
+    """What a cell with these options would have to download and cannot (``fpt-bench ls cells``), or None."""
+    weights = options.weight_source
+    if weights.from_checkpoint or options.family:
+        return None
+    source = options.source or presets[str(options.preset)]
+    return hub_unavailable(source, ("config.json",), *([WEIGHT_FILES] if weights.needs_pretrained else []))
 
 
 def stored_dtype(config: Any) -> torch.dtype | None:

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from fpt_bench import Backbone, BackboneSpec, hookimpl
 from fpt_bench_plugins.backbones.families import UsesModelFamilies, hand_over_families
-from fpt_bench_plugins.backbones.hf_causal import CausalLMModule, CausalOptions, build_causal
+from fpt_bench_plugins.backbones.hf_causal import CausalLMModule, CausalOptions, build_causal, unavailable
 
 PYTHIA = {f"pythia-{size}": f"EleutherAI/pythia-{size}"
           for size in ("70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b")}
@@ -61,6 +61,10 @@ class HFDecoder(Backbone, UsesModelFamilies):
     )
     Options = HFDecoderOptions
     smoke_args = {"weights": "random", "family": "llama", "n_layers": 2, "n_embd": 32, "n_head": 2}
+
+    def unavailable(self, options: HFDecoderOptions) -> str | None:
+        """Why a cell cannot run here (its model is neither cached nor downloadable), for ``ls cells``."""
+        return unavailable(options, PRESETS)
 
     def build(self, options: HFDecoderOptions, max_len: int) -> CausalLMModule:  # type: ignore[override]
         return build_causal(options, max_len, "decoder", "hf_decoder", PRESETS, self.known_families())

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from fpt_bench import Backbone, BackboneSpec, hookimpl
 from fpt_bench_plugins.backbones.families import UsesModelFamilies, hand_over_families
-from fpt_bench_plugins.backbones.hf_causal import CausalLMModule, CausalOptions, build_causal
+from fpt_bench_plugins.backbones.hf_causal import CausalLMModule, CausalOptions, build_causal, unavailable
 
 PRESETS: dict[str, str] = {
     **{f"mamba-{size}": f"state-spaces/mamba-{size}-hf" for size in ("130m", "370m", "790m", "1.4b", "2.8b")},
@@ -40,6 +40,10 @@ class HFSSM(Backbone, UsesModelFamilies):
     )
     Options = HFSSMOptions
     smoke_args = {"weights": "random", "family": "mamba", "n_layers": 2, "n_embd": 32}
+
+    def unavailable(self, options: HFSSMOptions) -> str | None:
+        """Why a cell cannot run here (its model is neither cached nor downloadable), for ``ls cells``."""
+        return unavailable(options, PRESETS)
 
     def build(self, options: HFSSMOptions, max_len: int) -> CausalLMModule:  # type: ignore[override]
         return build_causal(options, max_len, "ssm", "hf_ssm", PRESETS, self.known_families())

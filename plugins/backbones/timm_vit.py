@@ -24,6 +24,7 @@ from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, h
 from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench_plugins.backbones.weights import (
     checkpoint_provenance,
+    hub_unavailable,
     open_checkpoint,
     pretrained_error,
     stats_init_,
@@ -198,6 +199,17 @@ class TimmViT(Backbone):
     # a tiny instance only where the optional timm is installed (check-plugin skips backbones without one)
     smoke_args = ({"weights": "random", "model": "vit_tiny_patch16_224", "n_layers": 2, "n_embd": 32, "n_head": 2}
                   if find_spec("timm") else None)
+
+    def unavailable(self, options: TimmViTOptions) -> str | None:
+        """Why a cell cannot run here (no timm, or pretrained weights neither cached nor downloadable)."""
+        if find_spec("timm") is None:
+            return "needs the timm package: pip install 'fpt-bench[timm]'"
+        if options.weight_source.kind not in ("pretrained", "stats") or options.source:
+            return None
+        repo = hub_id(options.model)
+        if repo is None:  # weights from a URL outside the hub: nothing to look up
+            return None
+        return hub_unavailable(repo, ("model.safetensors", "pytorch_model.bin"), what=f"{options.model} ({repo})")
 
     def build(self, options: TimmViTOptions, max_len: int) -> TimmViTModule:  # type: ignore[override]
         weights = options.weight_source
