@@ -39,46 +39,53 @@ TINY: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
-def hand_counts(family: str) -> dict[str, int]:
-    """Parameter counts of the tiny config of ``family``, by role, from the config values above: ``total``,
-    ``norm``, ``position``, ``token_embedding``, ``position_rows`` (rows of a learned table) and ``layer`` (one
-    block)."""
-    embed = V * D
+def hand_counts(family: str, c: dict[str, int] | None = None) -> dict[str, int]:
+    """Parameter counts of a ``family`` model (the tiny config above unless ``c`` gives other sizes: keys V, D, L,
+    H, KV, HD, F, POS, and for state-space models N, K, E, heads, groups), by role, from the config values alone
+    (never from a model): ``total``, ``norm``, ``position``, ``token_embedding``, ``position_rows`` (rows of a
+    learned table) and ``layer`` (one block)."""
+    c = {"V": V, "D": D, "L": L, "H": H, "KV": KV, "HD": HD, "F": F, "POS": POS, "N": N, "K": K, "E": E,
+         "heads": 8, "groups": 1, **(c or {})}
+    v, d, n_layers, h, kv, hd, f = c["V"], c["D"], c["L"], c["H"], c["KV"], c["HD"], c["F"]
+    embed, position = v * d, 0
     if family in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"):
-        attn = D * H * HD + 2 * D * KV * HD + H * HD * D  # q, k, v, o without biases
+        attn = d * h * hd + 2 * d * kv * hd + h * hd * d  # q, k, v, o without biases
         if family == "qwen2":
-            attn += H * HD + 2 * KV * HD  # q, k, v biases
-        mlp = 3 * D * F  # gate, up, down
-        norms = {"gemma2": 4 * D, "gemma3_text": 4 * D + 2 * HD, "qwen3": 2 * D + 2 * HD}.get(family, 2 * D)
-        layer, top_norm, position = attn + mlp + norms, D, 0
+            attn += h * hd + 2 * kv * hd  # q, k, v biases
+        mlp = 3 * d * f  # gate, up, down
+        norms = {"gemma2": 4 * d, "gemma3_text": 4 * d + 2 * hd, "qwen3": 2 * d + 2 * hd}.get(family, 2 * d)
+        layer, top_norm = attn + mlp + norms, d
     elif family == "phi":  # q, k, v, dense with biases; fc1, fc2 with biases; one LayerNorm (parallel block)
-        norms = 2 * D
-        layer, top_norm, position = 4 * (D * D + D) + (D * F + F) + (F * D + D) + norms, 2 * D, 0
-    elif family == "gpt_neox":  # fused qkv, dense, two LayerNorms, 4h MLP (here F wide), all with biases
-        norms = 4 * D
-        layer, top_norm, position = (3 * D * D + 3 * D) + (D * D + D) + (D * F + F + F * D + D) + norms, 2 * D, 0
+        norms = 2 * d
+        layer, top_norm = 4 * (d * d + d) + (d * f + f) + (f * d + d) + norms, 2 * d
+    elif family == "gpt_neox":  # fused qkv, dense, two LayerNorms, MLP F wide, all with biases
+        norms = 4 * d
+        layer, top_norm = (3 * d * d + 3 * d) + (d * d + d) + (d * f + f + f * d + d) + norms, 2 * d
     elif family == "gptj":  # q, k, v, out without biases; MLP 4 x D with biases; one LayerNorm
-        norms = 2 * D
-        layer, top_norm, position = 4 * D * D + (D * 4 * D + 4 * D) + (4 * D * D + D) + norms, 2 * D, 0
+        norms = 2 * d
+        layer, top_norm = 4 * d * d + (d * 4 * d + 4 * d) + (4 * d * d + d) + norms, 2 * d
     elif family == "opt":  # q, k, v, out, fc1, fc2 with biases, two LayerNorms; positions: POS + 2 offset rows
-        norms = 4 * D
-        layer, top_norm, position = 4 * (D * D + D) + (D * F + F) + (F * D + D) + norms, 2 * D, (POS + 2) * D
+        norms = 4 * d
+        layer, top_norm = 4 * (d * d + d) + (d * f + f) + (f * d + d) + norms, 2 * d
+        position = (c["POS"] + 2) * d
     elif family == "mamba":
-        inner, rank = E * D, -(-D // 16)
-        norms = D
-        layer = (norms + D * 2 * inner + (inner * K + inner) + inner * (rank + 2 * N) + (rank * inner + inner)
-                 + inner * N + inner + inner * D)  # norm, in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj
-        top_norm, position = D, 0
+        inner, rank, state, kernel = c["E"] * d, -(-d // 16), c["N"], c["K"]
+        norms = d
+        layer = (norms + d * 2 * inner + (inner * kernel + inner) + inner * (rank + 2 * state)
+                 + (rank * inner + inner) + inner * state + inner + inner * d)
+        top_norm = d  # layer: norm, in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj
     elif family == "mamba2":
-        inner, heads, groups = E * D, 8, 1
-        conv = inner + 2 * groups * N
-        norms = D + inner  # the block's RMSNorm and the mixer's gated RMSNorm
-        layer = (norms + D * (2 * inner + 2 * groups * N + heads) + (conv * K + conv) + 3 * heads + inner * D)
-        top_norm, position = D, 0
+        inner, heads, groups, state, kernel = c["E"] * d, c["heads"], c["groups"], c["N"], c["K"]
+        conv = inner + 2 * groups * state
+        norms = d + inner  # the block's RMSNorm and the mixer's gated RMSNorm
+        layer = (norms + d * (2 * inner + 2 * groups * state + heads) + (conv * kernel + conv) + 3 * heads
+                 + inner * d)  # in_proj, conv1d, dt_bias + A_log + D, out_proj
+        top_norm = d
     else:
         raise KeyError(family)
-    return {"total": embed + L * layer + top_norm + position, "norm": L * norms + top_norm, "position": position,
-            "token_embedding": embed, "position_rows": POS + 2 if position else 0, "layer": layer}
+    return {"total": embed + n_layers * layer + top_norm + position, "norm": n_layers * norms + top_norm,
+            "position": position, "token_embedding": embed, "position_rows": c["POS"] + 2 if position else 0,
+            "layer": layer}
 
 
 def save_config(family: str, where: Path) -> Path:

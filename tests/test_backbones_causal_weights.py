@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from backbone_helpers import build_backbone, one_thread  # noqa: F401
 from causal_helpers import TINY, hand_counts, save_model
 
-from fpt_bench import PluginError, Role, UserError, hookimpl
+from fpt_bench import PluginError, Role, UserError
 from fpt_bench.cli import main
 from fpt_bench.plugins import get_host
 
@@ -134,26 +135,21 @@ def test_pretrained_through_a_hub_cache_offline(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ a third party's family
-class OlmoFamilyPlugin:
-    """What a third-party plugin does to teach hf_decoder a family (OLMo: LayerNorms without parameters)."""
+DOC = Path(__file__).resolve().parent.parent / "docs" / "backbones.md"
 
-    @staticmethod
-    @hookimpl
-    def fpt_bench_register_model_families(registry):  # type: ignore[no-untyped-def]
-        from fpt_bench_plugins.backbones.families import ModelFamily
-        from fpt_bench_plugins.backbones.structure import RoleMap
 
-        registry.add(ModelFamily(
-            "olmo", "OlmoModel",
-            RoleMap(layers="layers", layer=(("self_attn", Role.ATTENTION), ("mlp", Role.FEEDFORWARD)),
-                    top=(("embed_tokens", Role.TOKEN_EMBEDDING),)),
-            dropout_keys=("attention_dropout",), description="OLMo 1 (non-parametric LayerNorm)"))
+def doc_plugin() -> types.ModuleType:
+    """The plugin module docs/backbones.md shows under "Adding a family" (OLMo: LayerNorms without parameters)."""
+    text = DOC.read_text().split("### Adding a family", 1)[1]
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("olmo_family_plugin")
+    exec(compile(code, str(DOC), "exec"), module.__dict__)  # noqa: S102 - our own documentation
+    return module
 
 
 @pytest.fixture
 def olmo_plugin() -> Iterator[None]:
-    plugin = OlmoFamilyPlugin()
-    info = get_host().register(plugin, "third-party-olmo")
+    info = get_host().register(doc_plugin(), "third-party-olmo")
     assert info.status == "ok", info.error
     assert info.registered == {"model_family": ["olmo"]}
     yield
@@ -176,7 +172,7 @@ def test_a_plugin_registers_a_family_through_the_hook(tmp_path: Path, olmo_plugi
     with torch.no_grad():
         torch.testing.assert_close(module.eval()(x)[:, :4], module(y)[:, :4])
     try:  # a second plugin cannot silently replace the family (strict mode raises, else it is reported)
-        message = get_host().register(OlmoFamilyPlugin(), "another-olmo").error
+        message = get_host().register(doc_plugin(), "another-olmo").error
     except PluginError as exc:
         message = str(exc)
     assert "model_family 'olmo' is registered twice: by plugin 'third-party-olmo' and by plugin 'another-olmo'" \
