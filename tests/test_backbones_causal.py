@@ -271,3 +271,38 @@ def test_a_variable_length_task_reads_the_last_real_position(tmp_path: Path, con
                  "--output-dir", str(out), "--data-dir", str(tmp_path / "data"), "--no-progress"])
     result = json.loads(next(out.rglob("*.json")).read_text())
     assert code == 0 and result["status"] == "ok", result.get("error")
+
+
+def test_opt_with_a_narrower_embedding_projects_in_and_out(tmp_path: Path) -> None:
+    """OPT-350m's layout: embeddings 16 wide, the model 32 wide, post-norm layers and no final LayerNorm."""
+    from transformers import OPTConfig
+
+    OPTConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
+              word_embed_proj_dim=16, max_position_embeddings=64, do_layer_norm_before=False,
+              dropout=0.0).save_pretrained(tmp_path / "opt350")
+    backbone = build_backbone("hf_decoder", {"weights": "random", "source": str(tmp_path / "opt350")}).eval()
+    assert backbone.hidden_size == 16
+    roles = backbone.parameter_roles()
+    assert roles["model.decoder.project_in.weight"] == Role.OTHER == roles["model.decoder.project_out.weight"]
+    assert "model.decoder.final_layer_norm.weight" not in roles
+    x = torch.randn(1, 6, 16)
+    later = x.clone()
+    later[:, 4:] += 1
+    with torch.no_grad():
+        out = backbone(x)
+        torch.testing.assert_close(out[:, :4], backbone(later)[:, :4])
+    assert out.shape == (1, 6, 16)
+    assert backbone.used_numel(6)["model.decoder.embed_positions.weight"] == 6 * 32  # positions are model-wide
+
+
+def test_a_learned_table_grows_for_longer_tasks_and_mamba_runs_in_bfloat16(configs: dict[str, Path]) -> None:
+    name, args = tiny(configs, "opt")
+    opt = build_backbone(name, args, max_len=100)  # the tiny OPT has 64 positions (+ 2 offset rows)
+    assert opt.max_positions == 100 and opt.provenance()["extended_positions"] == {"from": 64, "to": 100}
+    assert opt.model.decoder.embed_positions.weight.shape == (102, D)
+    with torch.no_grad():
+        assert torch.isfinite(opt.eval()(torch.randn(1, 100, D))).all()
+    model = model_of(configs, "mamba", "fpt", dtype="bfloat16").train()
+    assert model.backbone.model.layers[0].mixer.in_proj.weight.dtype == torch.bfloat16
+    model(torch.randn(2, 10, 1)).sum().backward()
+    assert model.backbone.model.layers[0].norm.weight.grad is not None
