@@ -87,3 +87,22 @@ def test_with_the_hub_on_nothing_is_unavailable_for_want_of_a_download(capsys: p
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     rows = _ls(capsys, tmp_path)  # a run would download: nothing is looked up on the network by ls
     assert {s for s, _ in rows.values()} == ({"missing"} if find_spec("timm") else {"missing", "unavailable"})
+
+
+def test_run_skips_what_needs_a_download_and_runs_the_rest(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    out = tmp_path / "out"
+    code = main(["run", "--suite", "modern", "--task", "bit_xor", "--profile", "smoke", "--steps", "2",
+                 "--backbone-args", "n_layers=1", "--device", "cpu", "--output-dir", str(out), "--no-progress"])
+    printed = capsys.readouterr()
+    skipped = [line for line in (printed.out + printed.err).splitlines() if ": unavailable: needs a download" in line]
+    assert len(skipped) == (17 if find_spec("timm") else 16)
+    results = [json.loads(p.read_text()) for p in out.rglob("*.json")]
+    if find_spec("timm"):  # the timm ViT at random init downloads nothing: it runs
+        assert code == 0 and [r["cell"]["backbone"] for r in results] == ["timm_vit"]
+        assert results[0]["status"] == "ok"
+    else:
+        assert results == []
