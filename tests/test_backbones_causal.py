@@ -260,8 +260,8 @@ def test_one_training_cell_through_the_harness(configs: dict[str, Path], family:
     assert result["metrics"]["test_accuracy"] is not None
 
 
-@pytest.mark.parametrize("backbone,family", [("hf_decoder", "llama"), ("hf_ssm", "mamba")])
-def test_a_variable_length_task_reads_the_last_real_position(tmp_path: Path, configs: dict[str, Path],
+@pytest.mark.parametrize("backbone,family", [("hf_decoder", "llama"), ("hf_ssm", "mamba2")])
+def test_a_variable_length_task_trains_on_right_padded_batches(tmp_path: Path, configs: dict[str, Path],
                                                              backbone: str, family: str) -> None:
     listops = host().tasks.get("listops")
     listops.generate_data(tmp_path / "data", 0, sizes={"train": 12, "val": 4, "test": 4})

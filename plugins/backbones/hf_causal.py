@@ -56,7 +56,8 @@ class CausalOptions(TransformerOptions):
         default="auto", description="compute dtype of the frozen weights: auto = bfloat16 when the checkpoint "
                                     "stores bfloat16 and a bf16-capable CUDA device is present, else float32")
     gradient_checkpointing: bool = Field(default=False, description="recompute each layer's activations in the "
-                                         "backward pass (less memory for large models, about 30% more time)")
+                                         "backward pass (less activation memory for large models; one more "
+                                         "forward of the blocks per step)")
     positions: Literal["model", "learned"] = Field(
         default="model", description="model: the model's own positions (rotary, learned or none); learned: also "
                                      "a new zero-initialised trainable table added to the inputs (role position)")
