@@ -182,8 +182,11 @@ def test_bfloat16_keeps_norms_in_float32_and_widens_what_trains(configs: dict[st
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, high, atol=0.05, rtol=0.05)
     model.train()
-    model(x).sum().backward()  # the first training step widens what fpt_attn trains
+    model(x).sum().backward()  # a training step widens what fpt_attn trains
     assert backbone.model.layers[0].self_attn.q_proj.weight.dtype == torch.float32
+    moved = model_of(configs, "llama", "fpt_attn", dtype="bfloat16").to("cpu")  # as the runner does, pre-optimiser
+    assert moved.backbone.model.layers[1].self_attn.o_proj.weight.dtype == torch.float32
+    assert moved.backbone.model.layers[1].mlp.down_proj.weight.dtype == torch.bfloat16
     assert backbone.model.layers[0].self_attn.q_proj.weight.grad.dtype == torch.float32
     assert backbone.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16  # frozen: stays narrow
 

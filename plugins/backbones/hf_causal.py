@@ -6,8 +6,9 @@ config stores bfloat16 weights and a CUDA device with bfloat16 support is presen
 checkpoints such as Pythia's are widened to float32, not narrowed to bfloat16's shorter mantissa; random init
 follows the same rule on the same config, so pretrained and random cells compute alike). A bfloat16 backbone
 keeps its norms and position tables (what ``fpt`` trains) in float32 and runs its forward under bfloat16
-autocast; a parameter a policy trains beyond those (``full``, ``fpt_attn``, ...) is widened to float32 at the
-first training step, so optimisers never update bfloat16 weights.
+autocast; a parameter a policy trains beyond those (``full``, ``fpt_attn``, ...) is widened to float32 when the
+model moves to its device (the runner's ``model.to(device)`` after the policy, before the optimiser and any
+resume) or at the latest at the first training step, so optimisers never update bfloat16 weights.
 """
 
 from __future__ import annotations
@@ -154,6 +155,14 @@ class CausalLMModule(BackboneModule):
         with torch.autocast(embeds.device.type, self.compute_dtype) if low else nullcontext():
             hidden = self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
         return hidden.to(embeds.dtype)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> CausalLMModule:
+        """``model.to(device)`` (the runner's, after the policy and before the optimiser and any resume) also
+        widens what the policy trains to float32."""
+        out = super()._apply(fn, recurse)
+        if self.compute_dtype != torch.float32:
+            self._widen_trainable()
+        return out
 
     def _widen_trainable(self) -> None:
         """Parameters a policy trains are held in float32 (before the optimiser's first step sees them)."""
