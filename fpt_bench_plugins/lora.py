@@ -80,7 +80,8 @@ def add_lora(model: FPTModel, options: LoRAOptions) -> int:
     for name, module in model.backbone.named_modules():
         shape = _linear_shape(module)
         weight = f"{name}.weight"
-        if shape is None or roles.get(weight) not in targets:
+        # a module its model may use without calling it (fused kernels read the weight) cannot be hooked
+        if shape is None or roles.get(weight) not in targets or getattr(module, "fpt_hookable", True) is False:
             continue
         adapter = LoRAAdapter(weight, shape[0], shape[1], options.rank, scale, options.dropout, shape[2],
                               layers.get(weight)).to(module.weight.device)

@@ -7,7 +7,8 @@ reported as unavailable and the rest run.
 
 Names this file assumes from other plugins: tasks ``listops``, ``mnist``, ``fashion_mnist``, ``cifar10``,
 ``cifar10_lra``, ``remote_homology``; backbones ``vit``, ``lstm``, ``hf_encoder`` (options ``preset`` /
-``source``); GPT-2 ``weights=stats`` and ``weights=checkpoint:PATH``.
+``source``), ``hf_decoder`` and ``hf_ssm`` (``preset``), ``timm_vit`` (``model``); GPT-2 ``weights=stats`` and
+``weights=checkpoint:PATH``.
 """
 
 from __future__ import annotations
@@ -246,6 +247,35 @@ OFFLINE_GPT2 = _suite(
     notes=OFFLINE_NOTES,
 )
 
+PYTHIA_LADDER = ["70m", "160m", "410m", "1b", "1.4b"]
+MODERN_MODELS: list[tuple[str, str, dict[str, Any]]] = [  # (row name, backbone, its options)
+    *[(f"Pythia-{size.upper()}", "hf_decoder", {"preset": f"pythia-{size}"}) for size in PYTHIA_LADDER],
+    ("Llama-3.2-1B", "hf_decoder", {"preset": "llama-3.2-1b"}),
+    ("Qwen3-0.6B", "hf_decoder", {"preset": "qwen3-0.6b"}),
+    ("Mamba-1.4B", "hf_ssm", {"preset": "mamba-1.4b"}),
+    ("DINOv2 ViT-B/14 (timm)", "timm_vit", {"model": "vit_base_patch14_dinov2.lvd142m"}),
+]
+MODERN = _suite(
+    "modern", "the paper's question asked of current models: the Pythia ladder (same data, 70M to 1.4B), "
+              "Llama 3.2, Qwen3, Mamba and a timm DINOv2 ViT, pretrained vs random init, frozen (fpt)",
+    "Table 2's question (pretrained vs random init, frozen) and Table 8's (scale) for models the paper predates; "
+    "no paper numbers",
+    [(f"{name}, {init}", [None] * len(TASKS), {"backbone": backbone, "backbone_args": {**args, **extra}})
+     for name, backbone, args in MODERN_MODELS
+     for init, extra in (("pretrained", {}), ("random init", RANDOM))],
+    notes=["Meant for a GPU with network access under --profile paper; `fpt-bench ls cells --suite modern` lists "
+           "what needs a download as unavailable when the hub is off (HF_HUB_OFFLINE=1) and the model is not "
+           "cached. Random-init cells read only the model's config (the timm ViT's: nothing).",
+           "Llama 3.2 is gated on the hub: accept its licence and `hf auth login` first.",
+           "Pythia and Mamba were both trained on the Pile (Mamba-1.4B beside Pythia-1.4B compares the token "
+           "mixers at equal data and size). Without the mamba-ssm and causal-conv1d kernels transformers runs "
+           "Mamba's reference scan (slower).",
+           "Rotary models (Pythia, Llama, Qwen) and Mamba have no position parameters: fpt trains the input layer, "
+           "the output layer and the norms; the ViT keeps the paper's new zero-initialised position table.",
+           "Compute dtype: bfloat16 checkpoints (Llama, Qwen) load in bfloat16 on a bf16-capable GPU, with the "
+           "norms in float32; Pythia (float16) and Mamba (float32) load in float32 (docs/backbones.md)."],
+)
+
 BITS = SuiteSpec(
     name="bits",
     description="the generated bit tasks under FPT with GPT-2 base (Table 1, first two columns)",
@@ -255,7 +285,7 @@ BITS = SuiteSpec(
 )
 
 SUITES = [TABLE1, MODALITY, CONVERGENCE, SCALING, STATS_INIT, OUTPUT_ONLY, DEPTH, FINETUNE_MORE, ABLATION,
-          ABLATION_RANDOM, FROZEN_NORM, OTHER_LMS, OFFLINE, OFFLINE_GPT2, BITS]
+          ABLATION_RANDOM, FROZEN_NORM, OTHER_LMS, OFFLINE, OFFLINE_GPT2, BITS, MODERN]
 
 
 @hookimpl

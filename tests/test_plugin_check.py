@@ -5,6 +5,7 @@ contract of a bad one (exit code 1), and treats an unknown name as a usage error
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -156,7 +157,8 @@ def test_broken_plugin_fails_with_each_contract_named(plugin_site, tmp_path: Pat
         ("task unseeded", "loaded splits"): "NotImplementedError",
         ("task bad_files", "data-missing error"): "with no data, prepare() raised FileNotFoundError",
         ("backbone roleless", "roles"): "1 parameter(s) have no role, e.g. scale",
-        ("policy train_nothing", "on gpt2"): "nothing trains on this backbone",
+        **{("policy train_nothing", f"on {backbone}"): "nothing trains on this backbone"  # built-ins with smoke_args
+           for backbone in ("gpt2", "hf_decoder", "hf_ssm", *(["timm_vit"] if find_spec("timm") else []))},
         ("policy train_nothing", "on roleless"): "backbone parameter 'scale' has no role",  # the plugin's own
         ("plugin broken_import", "loads and registers"): "failed to import: ImportError: needs libfoo",
     }

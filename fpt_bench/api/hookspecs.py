@@ -58,6 +58,16 @@ def fpt_bench_register_executors(registry: Any) -> None:
 
 
 @hookspec
+def fpt_bench_register_model_families(registry: Any) -> None:
+    """Add architecture families of Hugging Face models (module layout -> roles) that backbone plugins look up
+    by ``config.model_type``, with ``registry.add(family)``.
+
+    The built-in ``hf_decoder`` and ``hf_ssm`` backbones use ``fpt_bench_plugins.backbones.families.ModelFamily``
+    entries; a model whose family nobody registered is refused rather than mapped by guessing.
+    """
+
+
+@hookspec
 def fpt_bench_add_run_flags(flags: Any) -> None:
     """Add command-line flags to ``fpt-bench run`` for an executor's options (as tox's ``tox_add_option``).
 

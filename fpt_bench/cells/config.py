@@ -198,12 +198,18 @@ def expand_cells(config: RunConfig, host: Host, device: str,
         try:
             task = host.tasks.get(entry["task"])
             task.options(entry["task_args"])
-            host.backbones.get(entry["backbone"]).options(entry["backbone_args"])
+            backbone = host.backbones.get(entry["backbone"])
+            backbone_options = backbone.options(entry["backbone_args"])
             host.policies.get(entry["policy"]).options(entry["policy_args"])
         except UserError as exc:
             if unavailable is None or not config.suite:
                 raise
             unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {exc}")
+            continue
+        needs = getattr(backbone, "unavailable", None)  # optional: what the backbone needs that is not here
+        reason = needs(backbone_options) if callable(needs) and unavailable is not None and config.suite else None
+        if reason:
+            unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {reason}")
             continue
         suite_cell = entry["hparams"].model_dump(exclude_none=True) if entry.get("hparams") is not None else {}
         for point in points:

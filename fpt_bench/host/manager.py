@@ -33,6 +33,7 @@ REGISTRATION_HOOKS = {
     "policy": "fpt_bench_register_policies",
     "suite": "fpt_bench_register_suites",
     "executor": "fpt_bench_register_executors",
+    "model_family": "fpt_bench_register_model_families",
 }
 
 

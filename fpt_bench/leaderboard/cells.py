@@ -31,14 +31,17 @@ class CellStatus:
 
 
 def unavailable_reason(cell: SuiteCell, host: Any, over: dict[str, dict[str, Any]]) -> str | None:
-    """Why this suite cell cannot run here (a plugin is not installed, or refuses the options), or None."""
+    """Why this suite cell cannot run here (a plugin is not installed, or refuses the options, or a backbone's
+    optional ``unavailable(options)`` names something it needs that is not here), or None."""
     try:
         host.tasks.get(cell.task).options({**cell.task_args, **over.get("task_args", {})})
-        host.backbones.get(cell.backbone).options({**cell.backbone_args, **over.get("backbone_args", {})})
+        backbone = host.backbones.get(cell.backbone)
+        options = backbone.options({**cell.backbone_args, **over.get("backbone_args", {})})
         host.policies.get(cell.policy).options({**cell.policy_args, **over.get("policy_args", {})})
     except UserError as exc:
         return str(exc)
-    return None
+    needs = getattr(backbone, "unavailable", None)
+    return needs(options) if callable(needs) else None
 
 
 def _describe(cell: SuiteCell, over: dict[str, dict[str, Any]]) -> str:

@@ -106,12 +106,34 @@ def pretrained_error(source: str, exc: BaseException, what: str = "pretrained we
     return UserError(f"could not load {what} from {where}: {first}. {fix}; or use weights=random")
 
 
-def _dtype_kwargs() -> dict[str, Any]:
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def hub_unavailable(source: str, *needs: tuple[str, ...], what: str = "") -> str | None:
+    """Why ``source`` (a hub id) cannot be loaded here, for ``fpt-bench ls cells``: the hub is switched off
+    (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE) and the cache lacks a file of ``needs`` (each a tuple of alternatives,
+    default: config.json). None when it can: a local directory, a cached repository, or the hub allowed."""
+    if Path(source).expanduser().is_dir() or not _offline():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return None
+    for files in needs or (("config.json",),):
+        if not any(isinstance(try_to_load_from_cache(source, name), str) for name in files):
+            return (f"needs a download: {what or source} is not in the Hugging Face cache {hub_cache_dir()} "
+                    f"({files[0]} missing) and the hub is off (HF_HUB_OFFLINE); run `hf download {source}` where "
+                    f"there is internet")
+    return None
+
+
+def _dtype_kwargs(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     import transformers
     from packaging.version import Version
 
     key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    return {key: torch.float32}
+    return {key: dtype}
 
 
 def resolve_source(source: str) -> str:
@@ -130,14 +152,14 @@ def load_config(source: str) -> Any:
 
 
 def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any], sdpa: bool = True,
-                    **model_kwargs: Any) -> nn.Module:
-    """``from_pretrained`` for a hub id or a local directory in float32, ``trust_remote_code=False``; one clear
-    error when the weights are missing."""
+                    dtype: torch.dtype = torch.float32, **model_kwargs: Any) -> nn.Module:
+    """``from_pretrained`` for a hub id or a local directory in ``dtype`` (float32 unless a backbone chooses its
+    compute dtype), ``trust_remote_code=False``; one clear error when the weights are missing."""
     try:
         with _quiet_transformers():
             model, info = model_class.from_pretrained(
                 resolve_source(source), trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
-                output_loading_info=True, **_dtype_kwargs(), **config_overrides, **model_kwargs,
+                output_loading_info=True, **_dtype_kwargs(dtype), **config_overrides, **model_kwargs,
             )
     except (OSError, ValueError) as exc:
         raise pretrained_error(source, exc) from None

@@ -1,0 +1,370 @@
+"""What ``hf_decoder`` and ``hf_ssm`` share: a Hugging Face causal model (decoder-only LM or state-space model)
+fed ``inputs_embeds`` as a frozen backbone, its options, its compute dtype, and how it is built.
+
+Compute dtype (``dtype=``): ``float32``, ``bfloat16``, or ``auto`` (the default): bfloat16 when the checkpoint's
+config stores bfloat16 weights and a CUDA device with bfloat16 support is present, float32 otherwise (float16
+checkpoints such as Pythia's are widened to float32, not narrowed to bfloat16's shorter mantissa; random init
+follows the same rule on the same config, so pretrained and random cells compute alike). A bfloat16 backbone
+keeps its norms and position tables (what ``fpt`` trains) in float32 and runs its forward under bfloat16
+autocast; a parameter a policy trains beyond those (``full``, ``fpt_attn``, ...) is widened to float32 when the
+model moves to its device (the runner's ``model.to(device)`` after the policy, before the optimiser and any
+resume) or at the latest at the first training step, so optimisers never update bfloat16 weights.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from fpt_bench import BackboneModule, Role, UserError
+from fpt_bench_plugins.backbones.families import ModelFamily, family_of
+from fpt_bench_plugins.backbones.structure import (
+    TransformerOptions,
+    layer_list,
+    layers_of,
+    roles_from_structure,
+    submodule,
+)
+from fpt_bench_plugins.backbones.weights import (
+    WEIGHT_FILES,
+    checkpoint_provenance,
+    hub_unavailable,
+    load_config,
+    load_pretrained,
+    model_from_config,
+    open_checkpoint,
+    stats_init_,
+    truncate_layers,
+)
+
+FLOAT32_ROLES = frozenset({Role.NORM, Role.POSITION})  # kept in float32 in a bfloat16 backbone: fpt trains them
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class CausalOptions(TransformerOptions):
+    """Options of hf_decoder and hf_ssm (subclasses narrow ``preset``)."""
+
+    preset: str | None = Field(default=None, description="a known model by short name (see docs/backbones.md)")
+    family: str | None = Field(default=None, description="weights=random without a source: that family's "
+                               "default transformers config (model_type, e.g. llama)")
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout where the family has it "
+                                  "(default: the model's own)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto", description="compute dtype of the frozen weights: auto = bfloat16 when the checkpoint "
+                                    "stores bfloat16 and a bf16-capable CUDA device is present, else float32")
+    gradient_checkpointing: bool = Field(default=False, description="recompute each layer's activations in the "
+                                         "backward pass (less activation memory for large models; one more "
+                                         "forward of the blocks per step)")
+    positions: Literal["model", "learned"] = Field(
+        default="model", description="model: the model's own positions (rotary, learned or none); learned: also "
+                                     "a new zero-initialised trainable table added to the inputs (role position)")
+
+    @model_validator(mode="after")
+    def _which(self) -> CausalOptions:
+        weights = self.weight_source
+        if self.family and (weights.kind != "random" or self.source or self.preset):
+            raise ValueError("family= only applies to weights=random without source= or preset=")
+        if self.source and self.preset:
+            raise ValueError("give source= or preset=, not both")
+        if not (weights.from_checkpoint or self.source or self.preset or self.family):
+            raise ValueError("give preset=NAME or source=HUB_ID_OR_DIR (or family=MODEL_TYPE with weights=random)")
+        return self
+
+
+def unavailable(options: CausalOptions, presets: dict[str, str]) -> str | None:
+    """What a cell with these options would have to download and cannot (``fpt-bench ls cells``), or None."""
+    weights = options.weight_source
+    if weights.from_checkpoint or options.family:
+        return None
+    source = options.source or presets[str(options.preset)]
+    return hub_unavailable(source, ("config.json",), *([WEIGHT_FILES] if weights.needs_pretrained else []))
+
+
+def stored_dtype(config: Any) -> torch.dtype | None:
+    """The weights' dtype a config records (``dtype``; ``torch_dtype`` before transformers 4.56), if any."""
+    value = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
+    if isinstance(value, str):
+        value = getattr(torch, value, None)
+    return value if isinstance(value, torch.dtype) else None
+
+
+def choose_dtype(option: str, config: Any) -> tuple[torch.dtype, str]:
+    """The compute dtype and the reason (recorded in the result)."""
+    if option != "auto":
+        return DTYPES[option], f"dtype={option}"
+    stored = stored_dtype(config)
+    if stored is None:
+        return torch.float32, "auto: the config names no dtype"
+    if stored != torch.bfloat16:
+        return torch.float32, f"auto: the checkpoint stores {str(stored).removeprefix('torch.')}"
+    if not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        return torch.float32, "auto: bfloat16 checkpoint, no bf16-capable CUDA device here"
+    return torch.bfloat16, "auto: bfloat16 checkpoint on a bf16-capable CUDA device"
+
+
+class CausalLMModule(BackboneModule):
+    """A transformers causal model (no LM head) of a known family, fed embeddings, reading every position."""
+
+    causal = True
+
+    def __init__(self, model: nn.Module, family: ModelFamily, provenance: dict[str, Any], kind: str,
+                 learned_rows: int | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.family = family
+        self.kind = kind  # the backbone name (hf_decoder / hf_ssm), stored in checkpoints
+        self._provenance = provenance
+        width = getattr(model.config, family.input_width_key)
+        self.position = nn.Parameter(torch.zeros(learned_rows, width)) if learned_rows else None
+        self.compute_dtype = torch.float32
+        self.attention = None if family.kind == "ssm" else model.config._attn_implementation
+        self._sync()
+        self._mark_direct_weights()
+
+    def _mark_direct_weights(self) -> None:
+        """Tell forward-hook adapters (LoRA) which modules the model may bypass (``ModelFamily.direct_weights``)."""
+        for layer in layer_list(self.model, self.family.roles):
+            for path in self.family.direct_weights:
+                module = submodule(layer, path)
+                if module is not None:
+                    module.fpt_hookable = False
+
+    def _sync(self) -> None:
+        config = self.model.config
+        self.hidden_size = int(getattr(config, self.family.input_width_key))
+        self.n_layers = len(layer_list(self.model, self.family.roles))
+        limits = []
+        if self.family.position:
+            table = submodule(self.model, self.family.position)
+            limits.append(table.num_embeddings - self.family.position_offset)  # type: ignore[union-attr]
+        if self.position is not None:
+            limits.append(self.position.shape[0])
+        self.max_positions = min(limits) if limits else None  # rotary and state-space models: no table
+
+    # ------------------------------------------------------------------------------------ forward
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.position is not None:
+            embeds = embeds + self.position[: embeds.shape[1]]
+        low = self.compute_dtype != torch.float32
+        if low and self.training:
+            self._widen_trainable()
+        with torch.autocast(embeds.device.type, self.compute_dtype) if low else nullcontext():
+            hidden = self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+        return hidden.to(embeds.dtype)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> CausalLMModule:
+        """``model.to(device)`` (the runner's, after the policy and before the optimiser and any resume) also
+        widens what the policy trains to float32."""
+        out = super()._apply(fn, recurse)
+        if self.compute_dtype != torch.float32:
+            self._widen_trainable()
+        return out
+
+    def _widen_trainable(self) -> None:
+        """Parameters a policy trains are held in float32 (before the optimiser's first step sees them)."""
+        for param in self.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+
+    def set_compute_dtype(self, dtype: torch.dtype) -> None:
+        """Hold the weights in ``dtype``, the norms and positions (what fpt trains) in float32."""
+        roles = self.parameter_roles()
+        for name, param in self.named_parameters():
+            param.data = param.data.to(torch.float32 if roles[name] in FLOAT32_ROLES else dtype)
+        self.compute_dtype = dtype
+
+    # -------------------------------------------------------------------------------------- roles
+    def parameter_roles(self) -> dict[str, Role]:
+        extra = {"position": Role.POSITION} if self.position is not None else None
+        return roles_from_structure(self, self.family.roles, prefix="model.", extra=extra)
+
+    def parameter_layers(self) -> dict[str, int]:
+        return layers_of(self, self.family.roles, prefix="model.")
+
+    def used_numel(self, seq_len: int) -> dict[str, int]:
+        used = {f"model.{self.family.token_embedding}.weight": 0}
+        if self.family.position:
+            table = submodule(self.model, self.family.position)
+            rows = table.num_embeddings - self.family.position_offset  # type: ignore[union-attr]
+            used[f"model.{self.family.position}.weight"] = min(seq_len, rows) * table.embedding_dim  # type: ignore[union-attr]
+        if self.position is not None:
+            used["position"] = min(seq_len, self.position.shape[0]) * self.position.shape[1]
+        return used
+
+    def attention_flops(self, seq_len: int) -> int:
+        if self.family.kind == "ssm":
+            return 0
+        config = self.model.config
+        heads = getattr(config, "num_attention_heads", None)
+        head_dim = getattr(config, "head_dim", None)
+        width = heads * head_dim if heads and head_dim else config.hidden_size
+        return 4 * self.n_layers * seq_len * seq_len * width
+
+    def provenance(self) -> dict[str, Any]:
+        return self._provenance
+
+    def architecture(self) -> dict[str, Any]:
+        rows = None if self.position is None else int(self.position.shape[0])
+        return {"kind": self.kind, "family": self.family.model_type, "config": self.model.config.to_dict(),
+                "learned_positions": rows}
+
+    def truncate(self, n_layers: int | None, what: str) -> None:
+        parent_path, _, attribute = self.family.roles.layers.rpartition(".")
+        parent = submodule(self.model, parent_path)
+        assert parent is not None
+        depth = truncate_layers(parent, attribute, n_layers, what)
+        set_depth(self.model.config, depth)
+        self._sync()
+
+    def extend_positions(self, max_len: int) -> dict[str, int] | None:
+        """Grow a learned absolute position table (OPT) for tasks longer than it: new rows drawn like the model's
+        init (normal, std ``init_std`` or ``initializer_range``); None when nothing had to change."""
+        if not self.family.position:
+            return None
+        table = submodule(self.model, self.family.position)
+        assert isinstance(table, nn.Embedding)
+        before = table.num_embeddings - self.family.position_offset
+        if max_len <= before:
+            return None
+        config = self.model.config
+        std = getattr(config, "init_std", None) or getattr(config, "initializer_range", 0.02)
+        old = table.weight.detach()
+        new = torch.empty(max_len + self.family.position_offset, old.shape[1], dtype=old.dtype, device=old.device)
+        with torch.no_grad():
+            new.normal_(0.0, std)
+            new[: old.shape[0]] = old
+        table.weight = nn.Parameter(new, requires_grad=table.weight.requires_grad)
+        table.num_embeddings = new.shape[0]
+        config.max_position_embeddings = max_len
+        self._sync()
+        return {"from": before, "to": max_len}
+
+
+def set_depth(config: Any, depth: int) -> None:
+    config.num_hidden_layers = depth
+    layer_types = getattr(config, "layer_types", None)  # per-layer attention kinds (Gemma 2/3, Qwen3, ...)
+    if isinstance(layer_types, list) and len(layer_types) > depth:
+        config.layer_types = layer_types[:depth]
+
+
+def _model_class(family: ModelFamily) -> Any:
+    import transformers
+
+    cls = getattr(transformers, family.model_class, None)
+    if cls is None:
+        raise UserError(f"transformers {transformers.__version__} has no class {family.model_class} for the "
+                        f"{family.model_type} family; upgrade transformers")
+    return cls
+
+
+def _sdpa(family: ModelFamily) -> bool:
+    """PyTorch's fused attention where the family allows it and transformers implements it for the class (Gemma 2's
+    logit soft-capping, for one, runs eager)."""
+    return family.sdpa and bool(getattr(_model_class(family), "_supports_sdpa", False))
+
+
+def _config_class(model_type: str) -> Any:
+    from transformers import CONFIG_MAPPING
+
+    try:
+        return CONFIG_MAPPING[model_type]
+    except KeyError:
+        import transformers
+
+        raise UserError(f"transformers {transformers.__version__} does not know model_type {model_type!r}; "
+                        f"upgrade transformers") from None
+
+
+def _dropout(family: ModelFamily, dropout: float | None) -> dict[str, float]:
+    return {key: dropout for key in family.dropout_keys} if dropout is not None else {}
+
+
+def _positions_note(family: ModelFamily, learned: bool) -> str:
+    if family.position:
+        note = "learned absolute table (role position: trains under fpt)"
+    elif family.kind == "ssm":
+        note = "none: a state-space model orders tokens by its recurrence; fpt trains input, output and norms"
+    else:
+        note = "rotary (no parameters): fpt trains input, output and norms"
+    return note + ("; plus a new zero-initialised learned table (role position)" if learned else "")
+
+
+def build_causal(options: CausalOptions, max_len: int, kind: str, backbone: str, presets: dict[str, str],
+                 families: dict[str, ModelFamily]) -> CausalLMModule:
+    """Build ``backbone`` (family kind ``kind``) from its options; see the module docstring for the dtype rule."""
+    weights = options.weight_source
+    source = options.source or (presets[options.preset] if options.preset else None)
+    learned = max_len if options.positions == "learned" else None
+    what = source or "the model"
+    if weights.from_checkpoint:
+        checkpoint = open_checkpoint(weights, backbone)
+        arch = checkpoint.architecture
+        family = families.get(arch["family"])
+        if family is None:
+            raise UserError(f"{checkpoint.path} holds a {arch['family']} model; no loaded plugin registers that "
+                            f"family (install the plugin that did)")
+        config = _config_class(family.model_type).from_dict({**arch["config"], **_dropout(family, options.dropout)})
+        model = model_from_config(_model_class(family), config, _sdpa(family))
+        module = CausalLMModule(model, family, checkpoint_provenance(checkpoint), backbone, arch["learned_positions"])
+        checkpoint.load_into(module)
+        if module.position is not None and learned and learned > module.position.shape[0]:
+            grown = torch.zeros(learned, module.position.shape[1])
+            grown[: module.position.shape[0]] = module.position.detach()
+            module.position = nn.Parameter(grown)
+            module._sync()
+        what = str(checkpoint.path)
+        dtype, why = choose_dtype(options.dtype, config)
+    else:
+        if options.family:
+            config = _config_class(options.family)()
+            where = f"default {options.family} config"
+        else:
+            assert source is not None
+            config = load_config(source)
+            where = source
+        family = family_of(config, where, kind, backbone, families)
+        drop = _dropout(family, options.dropout)
+        dtype, why = choose_dtype(options.dtype, config)
+        if weights.kind == "random":
+            for key, value in {**drop, **family.sizes(config, options.n_embd, options.n_head)}.items():
+                setattr(config, key, value)
+            if options.n_layers:
+                set_depth(config, options.n_layers)
+            model = model_from_config(_model_class(family), config, _sdpa(family))
+            provenance: dict[str, Any] = {"weights": "random", "config": where, "init": "transformers default"}
+        else:
+            assert source is not None
+            # stats redraws from float32 statistics; the dtype is applied after
+            load_dtype = dtype if weights.kind == "pretrained" else torch.float32
+            model = load_pretrained(_model_class(family), source, drop, _sdpa(family), dtype=load_dtype)
+            provenance = {"weights": weights.kind, "source": source}
+            if weights.kind == "stats":
+                provenance["tensors_redrawn"] = stats_init_(model)
+                provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
+        if options.preset and not options.source:
+            provenance["preset"] = options.preset
+        module = CausalLMModule(model, family, provenance, backbone, learned)
+    provenance = module._provenance
+    provenance["family"] = family.model_type
+    if weights.kind != "random":
+        module.truncate(options.n_layers, what)
+    extended = module.extend_positions(max_len)
+    if extended:
+        provenance["extended_positions"] = extended
+    provenance["positions"] = _positions_note(family, learned is not None)
+    module.set_compute_dtype(dtype)
+    provenance["dtype"] = {"weights": str(dtype).removeprefix("torch."), "rule": why,
+                           "float32_roles": sorted(r.value for r in FLOAT32_ROLES) if dtype != torch.float32 else []}
+    if options.gradient_checkpointing:
+        model = module.model
+        kwargs = {"use_reentrant": False}  # frozen weights: the reentrant variant would drop their inputs' grads
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        provenance["gradient_checkpointing"] = True
+    return module
