@@ -54,7 +54,8 @@ def harness_setup(task_name: str, batch_size: int, precision: str, layers: int |
     from fpt_bench.cells.profiles import resolve_hparams
     from fpt_bench.host.manager import get_host
     from fpt_bench.infra.progress import Progress
-    from fpt_bench.training.loop import Trainer, TrainingData
+    from fpt_bench.training.batches import TrainingData
+    from fpt_bench.training.loop import Trainer
 
     host = get_host()
     task = host.tasks.get(task_name)

@@ -137,7 +137,9 @@ def harness(task_name: str, args: argparse.Namespace, device: torch.device, poli
     from fpt_bench.cells.profiles import resolve_hparams
     from fpt_bench.host.manager import get_host
     from fpt_bench.infra.progress import Progress
-    from fpt_bench.training.loop import Trainer, TrainingData, resolve_precision
+    from fpt_bench.training.batches import TrainingData
+    from fpt_bench.training.loop import Trainer
+    from fpt_bench.training.precision import resolve_precision
 
     host = get_host()
     task = host.tasks.get(task_name)
@@ -188,7 +190,8 @@ def same_function(trainer: Any, naive_model: Any, x: torch.Tensor) -> float:
 def measure_task(task_name: str, args: argparse.Namespace, device: torch.device, matmul_peaks: dict[str, float]
                  ) -> dict[str, Any]:
     from fpt_bench.host.manager import get_host
-    from fpt_bench.training.loop import evaluate, resolve_precision
+    from fpt_bench.training.inference import evaluate
+    from fpt_bench.training.precision import resolve_precision
 
     task = get_host().tasks.get(task_name)
     spec = task.spec
@@ -285,7 +288,7 @@ def measure_cache(task_name: str, args: argparse.Namespace, device: torch.device
     a forward pass alone (no gradient work below the output layer)."""
     from fpt_bench.host.manager import get_host
     from fpt_bench.training import speed
-    from fpt_bench.training.loop import resolve_precision
+    from fpt_bench.training.precision import resolve_precision
 
     spec = get_host().tasks.get(task_name).spec
     precision = resolve_precision(args.precision, device)

@@ -17,7 +17,8 @@ from fpt_bench.api.model import FPTModel
 from fpt_bench.api.specs import OutputSpec
 from fpt_bench.cli import main
 from fpt_bench.host.manager import get_host
-from fpt_bench.training.loop import TrainingData, evaluate
+from fpt_bench.training.batches import TrainingData
+from fpt_bench.training.inference import evaluate
 
 TINY = "weights=random,n_layers=1,n_embd=16,n_head=2"
 

@@ -136,7 +136,8 @@ def test_ray_sweep_of_40_cells_survives_a_killed_worker(tmp_path: Path) -> None:
     assert len(files) == 40
     assert sorted(read_result(f).cell.seed for f in files) == list(range(40))
     assert all(read_result(f).status == "ok" for f in files)
-    assert "40 ok" in stdout
+    # the killed worker may have written its cell's result just before dying: Ray's retry then finds it finished
+    assert "40 ok" in stdout or ("39 ok" in stdout and "1 skipped" in stdout and "finished elsewhere" in stdout)
     assert not list(out.rglob("*.lock"))
 
 

@@ -90,7 +90,7 @@ def test_plots_from_real_results(runs: Path, tmp_path: Path, capsys: pytest.Capt
 
 def test_attention_maps_of_a_rebuilt_cell(runs: Path, tmp_path: Path) -> None:
     from fpt_bench.analysis.attention import attention_maps, load_example, load_trained
-    from fpt_bench.training.loop import evaluate
+    from fpt_bench.training.inference import evaluate
 
     result_file = next(runs.rglob("bit_xor/**/*seed1*.json"))
     rebuilt = load_trained(result_file, get_host())

@@ -11,7 +11,7 @@ import torch
 from conftest import result_files, run_cli
 from perf_helpers import PerfSeq, register
 
-from fpt_bench.training.loop import TrainingData
+from fpt_bench.training.batches import TrainingData
 
 NO_DROPOUT = "weights=random,n_layers=2,n_embd=32,n_head=2,dropout=0"
 

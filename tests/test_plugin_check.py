@@ -12,7 +12,7 @@ import pytest
 from plugin_helpers import example, fake_dist, plugin_site  # noqa: F401 - fixtures
 
 from fpt_bench.cli import main
-from fpt_bench.conformance.check import CheckResult, Report
+from fpt_bench.conformance.harness import CheckResult, Report
 
 BROKEN = '''
 import torch

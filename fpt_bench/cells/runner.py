@@ -23,9 +23,11 @@ from fpt_bench.infra.progress import Progress
 from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Speed, Timing
 from fpt_bench.results.store import checkpoint_path, selected_params_path, write_result
 from fpt_bench.training import distributed
+from fpt_bench.training.batches import TrainingData
 from fpt_bench.training.determinism import deterministic_algorithms
 from fpt_bench.training.flops import measure_peak_flops
-from fpt_bench.training.loop import Trainer, TrainingData, resolve_precision
+from fpt_bench.training.loop import Trainer
+from fpt_bench.training.precision import resolve_precision
 
 
 @cache

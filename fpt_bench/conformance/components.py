@@ -13,7 +13,6 @@ from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import generator
 from fpt_bench.api.specs import PolicySpec, TaskSpec
 from fpt_bench.api.task import SplitData
-from fpt_bench.conformance.check import PROBE_LEN, PROBE_TASK, Conformance, Report, Skip
 from fpt_bench.conformance.contracts import (
     ContractError,
     check_examples,
@@ -25,6 +24,7 @@ from fpt_bench.conformance.contracts import (
     check_used_numel,
     same_tensors,
 )
+from fpt_bench.conformance.harness import PROBE_LEN, PROBE_TASK, Conformance, Report, Skip
 
 SEED = 1234
 

@@ -225,12 +225,3 @@ def provenance(states: list[FileState]) -> dict[str, Any]:
     """What a result records about the files a split was read from."""
     return {s.file.path: {"md5": s.md5 or None, "state": s.state, "check": s.detail, **({"location": str(s.location)}
             if s.location and s.location.name != Path(s.file.path).name else {})} for s in states}
-
-
-def prepare_files(task: str, data_dir: Path, files: list[DataFile], download: bool) -> list[FileState]:
-    """A file task's ``prepare``: fetch what is missing when ``download``, else check and explain what to do."""
-    if download:
-        from fpt_bench.datastore.importer import fetch_files
-
-        return fetch_files(task, Path(data_dir), files)
-    return require_files(task, Path(data_dir), files)

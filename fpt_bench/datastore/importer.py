@@ -15,7 +15,7 @@ from fpt_bench.api.errors import CorruptFileError, DataMissingError, UserError
 from fpt_bench.api.task import DataFile
 from fpt_bench.datastore.archive import is_archive, list_members, safe_extract
 from fpt_bench.datastore.download import download
-from fpt_bench.datastore.files import FileState, Manifest, check_file, check_files, describe_file, md5sum
+from fpt_bench.datastore.files import FileState, Manifest, check_file, check_files, describe_file, md5sum, require_files
 
 DOWNLOADS = "downloads"
 
@@ -149,3 +149,10 @@ def _place(data_dir: Path, file: DataFile, src: Path, rel: str, staging: Path, m
     manifest.record_origin(rel, target, source=origin, verified=verified,
                            imported_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **sums)
     return check_file(data_dir, file, manifest)
+
+
+def prepare_files(task: str, data_dir: Path, files: list[DataFile], download: bool) -> list[FileState]:
+    """A file task's ``prepare``: fetch what is missing when ``download``, else check and explain what to do."""
+    if download:
+        return fetch_files(task, Path(data_dir), files)
+    return require_files(task, Path(data_dir), files)

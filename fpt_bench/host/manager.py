@@ -75,7 +75,9 @@ class Host:
         self.disabled = disabled
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.registries: dict[str, Registry[Any]] = {kind: Registry(kind) for kind in REGISTRATION_HOOKS}
+        self.registries: dict[str, Registry[Any]] = {}
+        for kind in REGISTRATION_HOOKS:
+            self.registries[kind] = Registry(kind, _siblings=self.registries)
         self.plugins: dict[str, PluginInfo] = {}
 
     # -------------------------------------------------------------------------------- loading

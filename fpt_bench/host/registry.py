@@ -29,6 +29,7 @@ class Registry(Generic[T]):
     kind: str
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _origin: str = "<direct>"
+    _siblings: dict[str, Registry[Any]] = field(default_factory=dict)  # the host's registries, by kind
 
     def add(self, component: T, name: str | None = None) -> T:
         """Register ``component`` under ``name`` (default: its ``spec.name``). Returns it (usable as decorator)."""
@@ -80,8 +81,16 @@ class Registry(Generic[T]):
 
     def as_origin(self, origin: str) -> Registry[T]:
         """A view that records ``origin`` on what it adds (used while one plugin's hook runs)."""
-        view: Registry[T] = Registry(self.kind, self._entries, origin)
+        view: Registry[T] = Registry(self.kind, self._entries, origin, self._siblings)
         return view
+
+    def sibling(self, kind: str) -> Registry[Any]:
+        """The same host's registry of another kind (a live view: later plugins' additions show), so a component
+        can look up components it works with (``hf_decoder`` its model families)."""
+        try:
+            return self._siblings[kind]
+        except KeyError:
+            raise PluginError(f"no {kind!r} registry (kinds: {', '.join(sorted(self._siblings))})") from None
 
 
 def describe(component: Any) -> str:

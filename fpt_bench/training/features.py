@@ -27,6 +27,8 @@ from fpt_bench.api.roles import Role
 from fpt_bench.api.specs import Readout
 from fpt_bench.api.task import Batch, SplitData
 from fpt_bench.training import distributed
+from fpt_bench.training.inference import run_split
+from fpt_bench.training.precision import autocast
 
 
 class HeadOnly(nn.Module):
@@ -71,8 +73,6 @@ def ineligible_reason(model: FPTModel, train: Any, splits: list[SplitData]) -> s
 @torch.no_grad()
 def frozen_part_is_deterministic(model: FPTModel, split: SplitData, device: torch.device, precision: str) -> bool:
     """Do training-mode features (two random seeds) equal evaluation-mode ones on a few training examples?"""
-    from fpt_bench.training.loop import autocast
-
     batch = split.batch(torch.arange(min(len(split), 4), device=split.x.device)).to(device)
     was_training = model.training
     outputs = []
@@ -86,27 +86,15 @@ def frozen_part_is_deterministic(model: FPTModel, split: SplitData, device: torc
     return all(torch.allclose(outputs[0], other, rtol=1e-4, atol=1e-5) for other in outputs[1:])
 
 
-@torch.no_grad()
 def compute_features(model: FPTModel, split: SplitData, batch_size: int, device: torch.device,
                      precision: str) -> SplitData:
     """``split`` as readout features (N, k, hidden) in evaluation mode, in batches of similar length."""
-    from fpt_bench.training.loop import autocast
-
-    was_training = model.training
-    model.eval()
-    order = torch.arange(len(split), device=split.x.device)
-    if split.lengths is not None:
-        order = torch.argsort(split.lengths, stable=True).to(split.x.device)
     features: torch.Tensor | None = None
-    for start in range(0, len(split), batch_size):
-        index = order[start:start + batch_size]
-        batch = split.batch(index).to(device)
-        with autocast(device, precision):
-            picked = model.features(batch.x, batch.lengths)
+    for index, _, picked in run_split(model, lambda m, b: m.features(b.x, b.lengths), split, batch_size, device,
+                                      precision, keep=True):
         if features is None:
             features = torch.empty((len(split), *picked.shape[1:]), dtype=picked.dtype, device=device)
         features[index.to(device)] = picked
-    model.train(was_training)
     assert features is not None, "an empty split"
     return SplitData(features, split.y.to(device), info=split.info)
 

@@ -1,5 +1,5 @@
-"""Architecture families of Hugging Face causal models (decoder-only LMs and state-space models) and the roles of
-their modules: what ``hf_decoder`` and ``hf_ssm`` know.
+"""The built-in architecture families of Hugging Face causal models (decoder-only LMs and state-space models) and
+the roles of their modules: what ``hf_decoder`` and ``hf_ssm`` know (``fpt_bench.api.families``).
 
 A family is keyed by the config's ``model_type``. It names the transformers class that takes ``inputs_embeds``
 and has no LM head, and maps module paths to roles (a ``RoleMap``); a model of a family nobody registered is
@@ -19,60 +19,13 @@ Role decisions (docs/backbones.md has the reasoning):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from fpt_bench import Role, UserError, hookimpl
-from fpt_bench_plugins.backbones.structure import RoleMap
+from fpt_bench.api.families import ModelFamily, Sizes
+from fpt_bench.api.structure import RoleMap
 
 R = Role
-Sizes = Callable[[Any, int | None, int | None], dict[str, Any]]
-
-
-def _no_sizes(config: Any, n_embd: int | None, n_head: int | None) -> dict[str, Any]:
-    return {}
-
-
-@dataclass(frozen=True)
-class ModelFamily:
-    """How fpt-bench uses one transformers architecture family (``config.model_type``) as a frozen backbone.
-
-    ``roles`` maps module paths relative to the model (an instance of ``model_class``) to roles; every parameter
-    must be covered (the deepest listed owner wins). ``sizes(config, n_embd, n_head)`` returns the config changes
-    for ``weights=random`` with ``n_embd``/``n_head`` given."""
-
-    model_type: str
-    model_class: str  # a transformers class that takes inputs_embeds and has no LM head, e.g. "LlamaModel"
-    roles: RoleMap
-    kind: Literal["decoder", "ssm"] = "decoder"
-    token_embedding: str = "embed_tokens"  # path of the token table (never used: the harness feeds embeddings)
-    position: str | None = None  # path of a learned absolute position table (nn.Embedding), if the family has one
-    position_offset: int = 0  # table rows before position 0 (OPT: 2)
-    input_width_key: str = "hidden_size"  # config key of the width of inputs_embeds and of the output
-    dropout_keys: tuple[str, ...] = ()  # config keys that ``dropout=`` sets
-    sizes: Sizes = _no_sizes
-    sdpa: bool = True  # build with attn_implementation="sdpa" where transformers has it (False: "eager")
-    # modules (paths inside a layer) whose weight the model may use without calling the module (fused kernels):
-    # forward-hook adapters (LoRA) would not act on them, so they are not adapted
-    direct_weights: tuple[str, ...] = ()
-    description: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.model_type
-
-    @property
-    def spec(self) -> ModelFamily:  # the registry names a component by ``spec.name``
-        return self
-
-    @property
-    def positions(self) -> str:
-        if self.position:
-            return "learned"
-        return "none (recurrent)" if self.kind == "ssm" else "rotary"
-
-
 def _attention_sizes(ffn_key: str, heads_key: str = "num_attention_heads", kv_key: str | None = None,
                      head_dim: bool = False) -> Sizes:
     """Width n_embd (feed-forward 4 x n_embd), n_head heads (as many key/value heads: no grouping)."""
@@ -213,50 +166,6 @@ BUILTIN_FAMILIES: tuple[ModelFamily, ...] = (
         description="Mamba-2 (state-space duality mixer with a gated RMSNorm)",
     ),
 )
-
-
-class UsesModelFamilies:
-    """For a backbone that looks models up by family: ``families`` is the family registry of the host that loaded
-    it, handed over by ``hand_over_families`` (the backbone's plugin implements the families hook for that); a
-    backbone made outside a host falls back to the process's host."""
-
-    families: Any = None
-
-    def known_families(self) -> dict[str, ModelFamily]:
-        registry = self.families
-        if registry is None:
-            from fpt_bench.host.manager import get_host
-
-            registry = get_host().registries["model_family"]
-        return {entry.name: entry.component for entry in registry}
-
-
-def hand_over_families(backbone: UsesModelFamilies | None, registry: Any) -> None:
-    """Give ``backbone`` (just registered by the same plugin) the registry its host fills with families: a view
-    on it, so families that plugins loaded later register are seen too."""
-    if backbone is not None:
-        backbone.families = registry
-
-
-def family_of(config: Any, source: str, kind: str, backbone: str, families: dict[str, ModelFamily]) -> ModelFamily:
-    """The family of ``config`` among ``families`` for a backbone of ``kind``; one clear error otherwise."""
-    model_type = str(getattr(config, "model_type", None))
-    family = families.get(model_type)
-    if family is not None and family.kind == kind:
-        return family
-    if family is not None:
-        other = "hf_ssm" if family.kind == "ssm" else "hf_decoder"
-        raise UserError(f"{source} is a {model_type} model ({family.kind}): use --backbone {other}")
-    known = ", ".join(sorted(n for n, f in families.items() if f.kind == kind)) or "none"
-    elsewhere = {"gpt2": "gpt2", "vit": "vit", "bert": "hf_encoder", "roberta": "hf_encoder", "t5": "hf_encoder",
-                 "longformer": "hf_encoder"}.get(model_type)
-    hint = f" (for {model_type} use --backbone {elsewhere})" if elsewhere else ""
-    raise UserError(
-        f"{backbone} does not know the architecture family {model_type!r} of {source}{hint}: it maps the "
-        f"modules of {known} to roles and will not guess them from parameter names. To add {model_type!r}, "
-        f"register a ModelFamily (fpt_bench_plugins.backbones.families) for it from a plugin's "
-        f"fpt_bench_register_model_families(registry) hook (docs/backbones.md, 'Adding a family')"
-    )
 
 
 @hookimpl

@@ -11,16 +11,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
-from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
-from fpt_bench_plugins.backbones.weights import (
-    checkpoint_provenance,
-    load_pretrained,
-    model_from_config,
-    open_checkpoint,
-    stats_init_,
-    truncate_layers,
-)
+from fpt_bench import BackboneSpec, Role, hookimpl
+from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
+from fpt_bench.api.weights import load_pretrained, model_from_config, truncate_layers
 
 # size -> (hub id, layers, width, heads)
 SIZES: dict[str, tuple[str, int, int, int]] = {
@@ -51,13 +45,12 @@ class GPT2Options(TransformerOptions):
                                      "tensors per block for the backward pass)")
 
 
-class GPT2Module(BackboneModule):
+class GPT2Module(TransformerModule):
     causal = True
 
     def __init__(self, model: nn.Module, provenance: dict[str, Any]) -> None:
-        super().__init__()
+        super().__init__(provenance)
         self.model = model
-        self._provenance = provenance
         self._sync()
 
     def _sync(self) -> None:
@@ -84,9 +77,6 @@ class GPT2Module(BackboneModule):
     def attention_flops(self, seq_len: int) -> int:
         return 4 * self.n_layers * seq_len * seq_len * self.hidden_size
 
-    def provenance(self) -> dict[str, Any]:
-        return self._provenance
-
     def architecture(self) -> dict[str, Any]:
         return {"kind": "gpt2", "config": self.model.config.to_dict()}
 
@@ -95,7 +85,7 @@ class GPT2Module(BackboneModule):
         self._sync()
 
 
-class GPT2(Backbone):
+class GPT2(TransformerBackbone):
     spec = BackboneSpec(
         name="gpt2",
         description="GPT-2 base/medium/large/xl: pretrained on WebText, random, stats-matched or a saved checkpoint",
@@ -103,44 +93,43 @@ class GPT2(Backbone):
     )
     Options = GPT2Options
     smoke_args = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2}
+    kind = "gpt2"
 
-    def build(self, options: GPT2Options, max_len: int) -> GPT2Module:  # type: ignore[override]
+    def source(self, options: GPT2Options) -> str:  # type: ignore[override]
+        return options.source or SIZES[options.size][0]
+
+    def random_module(self, options: GPT2Options, max_len: int, provenance: dict[str, Any]) -> GPT2Module:
         from transformers import GPT2Config, GPT2Model
 
-        hub_id, n_layer, n_embd, n_head = SIZES[options.size]
-        source = options.source or hub_id
-        drop = {"resid_pdrop": options.dropout, "embd_pdrop": options.dropout, "attn_pdrop": options.dropout}
-        weights = options.weight_source
-        what = source
-        sdpa = options.attention == "sdpa"
-        if weights.kind == "random":
-            config = GPT2Config(
-                n_layer=options.n_layers or n_layer, n_embd=options.n_embd or n_embd,
-                n_head=options.n_head or n_head, **drop,
-            )
-            module = GPT2Module(model_from_config(GPT2Model, config, sdpa),
-                                {"weights": "random", "init": "transformers default (normal, std 0.02)"})
-        elif weights.from_checkpoint:
-            checkpoint = open_checkpoint(weights, "gpt2")
-            config = GPT2Config.from_dict({**checkpoint.architecture["config"], **drop})
-            module = GPT2Module(model_from_config(GPT2Model, config, sdpa), checkpoint_provenance(checkpoint))
-            checkpoint.load_into(module)
-            what = str(checkpoint.path)
-        else:
-            model = load_pretrained(GPT2Model, source, drop, sdpa)
-            provenance: dict[str, Any] = {"weights": weights.kind, "source": source}
-            if weights.kind == "stats":
-                provenance["tensors_redrawn"] = stats_init_(model)
-                provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
-            module = GPT2Module(model, provenance)
-        if weights.kind != "random":
-            module.truncate(options.n_layers, what)
+        _, n_layer, n_embd, n_head = SIZES[options.size]
+        config = GPT2Config(n_layer=options.n_layers or n_layer, n_embd=options.n_embd or n_embd,
+                            n_head=options.n_head or n_head, **_dropout(options))
+        return GPT2Module(model_from_config(GPT2Model, config, options.attention == "sdpa"), provenance)
+
+    def pretrained_module(self, source: str, options: GPT2Options, max_len: int,
+                          provenance: dict[str, Any]) -> GPT2Module:
+        from transformers import GPT2Model
+
+        return GPT2Module(load_pretrained(GPT2Model, source, _dropout(options), options.attention == "sdpa"),
+                          provenance)
+
+    def checkpoint_module(self, checkpoint: Any, options: GPT2Options, max_len: int,
+                          provenance: dict[str, Any]) -> GPT2Module:
+        from transformers import GPT2Config, GPT2Model
+
+        config = GPT2Config.from_dict({**checkpoint.architecture["config"], **_dropout(options)})
+        return GPT2Module(model_from_config(GPT2Model, config, options.attention == "sdpa"), provenance)
+
+    def finish(self, module: GPT2Module, options: GPT2Options, max_len: int) -> None:  # type: ignore[override]
         if max_len > module.model.config.n_positions:
             module._provenance["extended_positions"] = extend_positions(module.model, max_len)
             module._sync()
         module.attention = options.attention
         module.activation = set_tanh_gelu(module.model, options.gelu)
-        return module
+
+
+def _dropout(options: GPT2Options) -> dict[str, float]:
+    return {"resid_pdrop": options.dropout, "embd_pdrop": options.dropout, "attn_pdrop": options.dropout}
 
 
 # the two transformers spellings of GPT-2's activation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))

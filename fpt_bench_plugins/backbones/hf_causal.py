@@ -20,24 +20,17 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from fpt_bench import BackboneModule, Role, UserError
-from fpt_bench_plugins.backbones.families import ModelFamily, family_of
-from fpt_bench_plugins.backbones.structure import (
-    TransformerOptions,
-    layer_list,
-    layers_of,
-    roles_from_structure,
-    submodule,
-)
-from fpt_bench_plugins.backbones.weights import (
+from fpt_bench import Role, UserError
+from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.families import ModelFamily, UsesModelFamilies, family_of
+from fpt_bench.api.structure import TransformerOptions, layer_list, layers_of, roles_from_structure, submodule
+from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
+from fpt_bench.api.weights import (
     WEIGHT_FILES,
-    checkpoint_provenance,
     hub_unavailable,
     load_config,
     load_pretrained,
     model_from_config,
-    open_checkpoint,
-    stats_init_,
     truncate_layers,
 )
 
@@ -106,18 +99,17 @@ def choose_dtype(option: str, config: Any) -> tuple[torch.dtype, str]:
     return torch.bfloat16, "auto: bfloat16 checkpoint on a bf16-capable CUDA device"
 
 
-class CausalLMModule(BackboneModule):
+class CausalLMModule(TransformerModule):
     """A transformers causal model (no LM head) of a known family, fed embeddings, reading every position."""
 
     causal = True
 
     def __init__(self, model: nn.Module, family: ModelFamily, provenance: dict[str, Any], kind: str,
                  learned_rows: int | None = None) -> None:
-        super().__init__()
+        super().__init__(provenance)
         self.model = model
         self.family = family
         self.kind = kind  # the backbone name (hf_decoder / hf_ssm), stored in checkpoints
-        self._provenance = provenance
         width = getattr(model.config, family.input_width_key)
         self.position = nn.Parameter(torch.zeros(learned_rows, width)) if learned_rows else None
         self.compute_dtype = torch.float32
@@ -203,9 +195,6 @@ class CausalLMModule(BackboneModule):
         head_dim = getattr(config, "head_dim", None)
         width = heads * head_dim if heads and head_dim else config.hidden_size
         return 4 * self.n_layers * seq_len * seq_len * width
-
-    def provenance(self) -> dict[str, Any]:
-        return self._provenance
 
     def architecture(self) -> dict[str, Any]:
         rows = None if self.position is None else int(self.position.shape[0])
@@ -293,78 +282,95 @@ def _positions_note(family: ModelFamily, learned: bool) -> str:
     return note + ("; plus a new zero-initialised learned table (role position)" if learned else "")
 
 
-def build_causal(options: CausalOptions, max_len: int, kind: str, backbone: str, presets: dict[str, str],
-                 families: dict[str, ModelFamily]) -> CausalLMModule:
-    """Build ``backbone`` (family kind ``kind``) from its options; see the module docstring for the dtype rule."""
-    weights = options.weight_source
-    source = options.source or (presets[options.preset] if options.preset else None)
-    learned = max_len if options.positions == "learned" else None
-    what = source or "the model"
-    if weights.from_checkpoint:
-        checkpoint = open_checkpoint(weights, backbone)
+class CausalBackbone(TransformerBackbone, UsesModelFamilies):
+    """``hf_decoder`` and ``hf_ssm``: a model of a registered family of ``family_kind``, from a preset, a source or a
+    family's default config; see the module docstring for the dtype rule."""
+
+    family_kind: str  # "decoder" or "ssm"
+    presets: dict[str, str]
+    random_init = "transformers default"
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.spec.name
+
+    def source(self, options: CausalOptions) -> str | None:  # type: ignore[override]
+        return options.source or (self.presets[options.preset] if options.preset else None)
+
+    def unavailable(self, options: CausalOptions) -> str | None:
+        """Why a cell cannot run here (its model is neither cached nor downloadable), for ``ls cells``."""
+        return unavailable(options, self.presets)
+
+    def _family(self, config: Any, where: str) -> ModelFamily:
+        return family_of(config, where, self.family_kind, self.spec.name, self.known_families())
+
+    def random_module(self, options: CausalOptions, max_len: int, provenance: dict[str, Any]) -> CausalLMModule:
+        if options.family:
+            config = _config_class(options.family)()
+            where = f"default {options.family} config"
+        else:
+            where = str(self.source(options))
+            config = load_config(where)
+        family = self._family(config, where)
+        for key, value in {**_dropout(family, options.dropout),
+                           **family.sizes(config, options.n_embd, options.n_head)}.items():
+            setattr(config, key, value)
+        if options.n_layers:
+            set_depth(config, options.n_layers)
+        provenance["config"] = where
+        model = model_from_config(_model_class(family), config, _sdpa(family))
+        return CausalLMModule(model, family, provenance, self.spec.name, _learned_rows(options, max_len))
+
+    def pretrained_module(self, source: str, options: CausalOptions, max_len: int,
+                          provenance: dict[str, Any]) -> CausalLMModule:
+        family = self._family(load_config(source), source)
+        # stats redraws from float32 statistics; the compute dtype is applied in finish()
+        dtype = choose_dtype(options.dtype, load_config(source))[0] if provenance["weights"] == "pretrained" \
+            else torch.float32
+        model = load_pretrained(_model_class(family), source, _dropout(family, options.dropout), _sdpa(family),
+                                dtype=dtype)
+        return CausalLMModule(model, family, provenance, self.spec.name, _learned_rows(options, max_len))
+
+    def checkpoint_module(self, checkpoint: BackboneCheckpoint, options: CausalOptions, max_len: int,
+                          provenance: dict[str, Any]) -> CausalLMModule:
         arch = checkpoint.architecture
-        family = families.get(arch["family"])
+        family = self.known_families().get(arch["family"])
         if family is None:
             raise UserError(f"{checkpoint.path} holds a {arch['family']} model; no loaded plugin registers that "
                             f"family (install the plugin that did)")
         config = _config_class(family.model_type).from_dict({**arch["config"], **_dropout(family, options.dropout)})
         model = model_from_config(_model_class(family), config, _sdpa(family))
-        module = CausalLMModule(model, family, checkpoint_provenance(checkpoint), backbone, arch["learned_positions"])
-        checkpoint.load_into(module)
-        if module.position is not None and learned and learned > module.position.shape[0]:
+        return CausalLMModule(model, family, provenance, self.spec.name, arch["learned_positions"])
+
+    def finish(self, module: CausalLMModule, options: CausalOptions, max_len: int) -> None:  # type: ignore[override]
+        provenance = module._provenance
+        if options.preset and not options.source and not options.weight_source.from_checkpoint:
+            provenance["preset"] = options.preset
+        provenance["family"] = module.family.model_type
+        learned = _learned_rows(options, max_len)
+        if module.position is not None and learned and learned > module.position.shape[0]:  # a checkpoint's table
             grown = torch.zeros(learned, module.position.shape[1])
             grown[: module.position.shape[0]] = module.position.detach()
             module.position = nn.Parameter(grown)
             module._sync()
-        what = str(checkpoint.path)
-        dtype, why = choose_dtype(options.dtype, config)
-    else:
-        if options.family:
-            config = _config_class(options.family)()
-            where = f"default {options.family} config"
-        else:
-            assert source is not None
-            config = load_config(source)
-            where = source
-        family = family_of(config, where, kind, backbone, families)
-        drop = _dropout(family, options.dropout)
-        dtype, why = choose_dtype(options.dtype, config)
-        if weights.kind == "random":
-            for key, value in {**drop, **family.sizes(config, options.n_embd, options.n_head)}.items():
-                setattr(config, key, value)
-            if options.n_layers:
-                set_depth(config, options.n_layers)
-            model = model_from_config(_model_class(family), config, _sdpa(family))
-            provenance: dict[str, Any] = {"weights": "random", "config": where, "init": "transformers default"}
-        else:
-            assert source is not None
-            # stats redraws from float32 statistics; the dtype is applied after
-            load_dtype = dtype if weights.kind == "pretrained" else torch.float32
-            model = load_pretrained(_model_class(family), source, drop, _sdpa(family), dtype=load_dtype)
-            provenance = {"weights": weights.kind, "source": source}
-            if weights.kind == "stats":
-                provenance["tensors_redrawn"] = stats_init_(model)
-                provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
-        if options.preset and not options.source:
-            provenance["preset"] = options.preset
-        module = CausalLMModule(model, family, provenance, backbone, learned)
-    provenance = module._provenance
-    provenance["family"] = family.model_type
-    if weights.kind != "random":
-        module.truncate(options.n_layers, what)
-    extended = module.extend_positions(max_len)
-    if extended:
-        provenance["extended_positions"] = extended
-    provenance["positions"] = _positions_note(family, learned is not None)
-    module.set_compute_dtype(dtype)
-    provenance["dtype"] = {"weights": str(dtype).removeprefix("torch."), "rule": why,
-                           "float32_roles": sorted(r.value for r in FLOAT32_ROLES) if dtype != torch.float32 else []}
-    if options.gradient_checkpointing:
-        model = module.model
-        kwargs = {"use_reentrant": False}  # frozen weights: the reentrant variant would drop their inputs' grads
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        provenance["gradient_checkpointing"] = True
-    return module
+        extended = module.extend_positions(max_len)
+        if extended:
+            provenance["extended_positions"] = extended
+        provenance["positions"] = _positions_note(module.family, learned is not None)
+        dtype, why = choose_dtype(options.dtype, module.model.config)
+        module.set_compute_dtype(dtype)
+        provenance["dtype"] = {"weights": str(dtype).removeprefix("torch."), "rule": why,
+                               "float32_roles": sorted(r.value for r in FLOAT32_ROLES) if dtype != torch.float32
+                               else []}
+        if options.gradient_checkpointing:
+            model = module.model
+            kwargs = {"use_reentrant": False}  # frozen weights: the reentrant variant would drop their inputs' grads
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+            provenance["gradient_checkpointing"] = True
+
+
+def _learned_rows(options: CausalOptions, max_len: int) -> int | None:
+    return max_len if options.positions == "learned" else None

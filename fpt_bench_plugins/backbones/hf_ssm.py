@@ -14,9 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from fpt_bench import Backbone, BackboneSpec, hookimpl
-from fpt_bench_plugins.backbones.families import UsesModelFamilies, hand_over_families
-from fpt_bench_plugins.backbones.hf_causal import CausalLMModule, CausalOptions, build_causal, unavailable
+from fpt_bench import BackboneSpec, hookimpl
+from fpt_bench_plugins.backbones.hf_causal import CausalBackbone, CausalOptions
 
 PRESETS: dict[str, str] = {
     **{f"mamba-{size}": f"state-spaces/mamba-{size}-hf" for size in ("130m", "370m", "790m", "1.4b", "2.8b")},
@@ -32,7 +31,7 @@ class HFSSMOptions(CausalOptions):
         default=None, description="a known model: " + ", ".join(PRESETS))
 
 
-class HFSSM(Backbone, UsesModelFamilies):
+class HFSSM(CausalBackbone):
     spec = BackboneSpec(
         name="hf_ssm",
         description="Hugging Face state-space LMs (Mamba, Mamba-2) via inputs_embeds; the mixer has role attention",
@@ -41,24 +40,10 @@ class HFSSM(Backbone, UsesModelFamilies):
     Options = HFSSMOptions
     smoke_args = {"weights": "random", "family": "mamba", "n_layers": 2, "n_embd": 32}
 
-    def unavailable(self, options: HFSSMOptions) -> str | None:
-        """Why a cell cannot run here (its model is neither cached nor downloadable), for ``ls cells``."""
-        return unavailable(options, PRESETS)
-
-    def build(self, options: HFSSMOptions, max_len: int) -> CausalLMModule:  # type: ignore[override]
-        return build_causal(options, max_len, "ssm", "hf_ssm", PRESETS, self.known_families())
-
-
-_registered: list[HFSSM] = []  # the instance this module's last registration made, until its host's families
+    family_kind = "ssm"
+    presets = PRESETS
 
 
 @hookimpl
 def fpt_bench_register_backbones(registry: Any) -> None:
-    _registered[:] = [registry.add(HFSSM())]
-
-
-@hookimpl
-def fpt_bench_register_model_families(registry: Any) -> None:
-    """Registers no family: hands the backbone registered just before (same plugin, same host) that host's
-    family registry (the host runs the backbone hook first)."""
-    hand_over_families(_registered.pop() if _registered else None, registry)
+    registry.add(HFSSM().use_families(registry))

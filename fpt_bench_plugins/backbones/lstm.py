@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
-from fpt_bench_plugins.backbones.weights import checkpoint_provenance, open_checkpoint, parse_weights
+from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, parse_weights
 
 WEIGHTS = ("random", "checkpoint", "result")
 ARCHITECTURE = ("n_layers", "hidden_size", "layer_norm", "residual", "positions")

@@ -20,16 +20,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
-from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
-from fpt_bench_plugins.backbones.weights import (
-    checkpoint_provenance,
-    hub_unavailable,
-    open_checkpoint,
-    pretrained_error,
-    stats_init_,
-    truncate_layers,
-)
+from fpt_bench import BackboneSpec, Role, UserError, hookimpl
+from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.errors import did_you_mean
+from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
+from fpt_bench.api.weights import hub_unavailable, pretrained_error, truncate_layers
 
 DEFAULT_MODEL = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
 R = Role
@@ -69,10 +65,12 @@ def _final_norm(vit: nn.Module) -> nn.Module:
     return fc_norm if isinstance(fc_norm, nn.Module) else nn.Identity()
 
 
-class TimmViTModule(BackboneModule):
-    def __init__(self, vit: nn.Module, name: str, n_positions: int, provenance: dict[str, Any]) -> None:
-        super().__init__()
+class TimmViTModule(TransformerModule):
+    def __init__(self, vit: nn.Module, name: str, kwargs: dict[str, Any], n_positions: int,
+                 provenance: dict[str, Any]) -> None:
+        super().__init__(provenance)
         self.name = name
+        self.kwargs = {k: v for k, v in kwargs.items() if k != "depth"}  # timm.create_model's, minus the depth
         self.layers = nn.ModuleList(list(vit.blocks))
         self.norm_pre = getattr(vit, "norm_pre", None) or nn.Identity()
         self.norm = _final_norm(vit)
@@ -81,7 +79,6 @@ class TimmViTModule(BackboneModule):
         self.max_positions = n_positions
         self.n_layers = len(self.layers)
         self.takes_mask = "attn_mask" in inspect.signature(self.layers[0].forward).parameters
-        self._provenance = provenance
         dropped = 0
         for block in self.layers:  # BEiT: a bias per pair of image patches, sized for the image's grid
             if getattr(getattr(block, "attn", None), "relative_position_bias_table", None) is not None:
@@ -116,12 +113,12 @@ class TimmViTModule(BackboneModule):
     def attention_flops(self, seq_len: int) -> int:
         return 4 * self.n_layers * seq_len * seq_len * self.hidden_size
 
-    def provenance(self) -> dict[str, Any]:
-        return self._provenance
+    def stats_target(self) -> nn.Module:
+        return nn.ModuleList([self.norm_pre, self.layers, self.norm])  # not the new position table
 
     def architecture(self) -> dict[str, Any]:
-        return {"kind": "timm_vit", "model": self.name, "kwargs": self._provenance.get("kwargs", {}),
-                "n_layers": self.n_layers, "n_positions": self.max_positions}
+        return {"kind": "timm_vit", "model": self.name, "kwargs": self.kwargs, "n_layers": self.n_layers,
+                "n_positions": self.max_positions}
 
     def truncate(self, n_layers: int | None, what: str) -> None:
         self.n_layers = truncate_layers(self, "layers", n_layers, what)
@@ -140,8 +137,6 @@ def create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
     timm = import_timm()
     base = name.split(".", 1)[0]
     if not timm.is_model(base):
-        from fpt_bench.api.errors import did_you_mean
-
         raise UserError(f"timm has no model {base!r}{did_you_mean(base, timm.list_models())}")
     try:
         model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
@@ -188,7 +183,7 @@ def load_local(model: nn.Module, source: str, keep: tuple[str, ...] = ("blocks."
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
 
 
-class TimmViT(Backbone):
+class TimmViT(TransformerBackbone):
     spec = BackboneSpec(
         name="timm_vit",
         description="any timm vision transformer by name: blocks + final norm, new zero-init position table",
@@ -196,6 +191,8 @@ class TimmViT(Backbone):
                  "Oquab et al. 2024; Bao et al. 2022; Fang et al. 2023.",
     )
     Options = TimmViTOptions
+    kind = "timm_vit"
+    random_init = "timm default"
     # a tiny instance only where the optional timm is installed (check-plugin skips backbones without one)
     smoke_args = ({"weights": "random", "model": "vit_tiny_patch16_224", "n_layers": 2, "n_embd": 32, "n_head": 2}
                   if find_spec("timm") else None)
@@ -211,42 +208,44 @@ class TimmViT(Backbone):
             return None
         return hub_unavailable(repo, ("model.safetensors", "pytorch_model.bin"), what=f"{options.model} ({repo})")
 
-    def build(self, options: TimmViTOptions, max_len: int) -> TimmViTModule:  # type: ignore[override]
-        weights = options.weight_source
-        rows = max(options.n_positions, max_len)
-        drop = {"proj_drop_rate": options.dropout, "attn_drop_rate": options.dropout} \
-            if options.dropout is not None else {}
-        if weights.from_checkpoint:
-            checkpoint = open_checkpoint(weights, "timm_vit")
-            arch = checkpoint.architecture
-            kwargs = {**arch["kwargs"], "depth": arch["n_layers"], **drop}
-            module = TimmViTModule(create(arch["model"], False, kwargs), arch["model"], arch["n_positions"],
-                                   checkpoint_provenance(checkpoint))
-            checkpoint.load_into(module)
-            module.grow_positions(rows)
-            module.truncate(options.n_layers, str(checkpoint.path))
-        else:
-            kwargs: dict[str, Any] = dict(drop)
-            if weights.kind == "random":
-                sizes = {"depth": options.n_layers, "embed_dim": options.n_embd, "num_heads": options.n_head}
-                kwargs.update({k: v for k, v in sizes.items() if v})
-                vit = create(options.model, False, kwargs)
-                provenance: dict[str, Any] = {"weights": "random", "init": "timm default"}
-            else:
-                vit = create(options.model, options.source is None, kwargs)
-                if options.source:
-                    load_local(vit, options.source)
-                provenance = {"weights": weights.kind, "source": options.source or f"timm:{options.model}"}
-            provenance.update(model=options.model, kwargs={k: v for k, v in kwargs.items() if k != "depth"})
-            module = TimmViTModule(vit, options.model, rows, provenance)
-            if weights.kind == "stats":
-                provenance["tensors_redrawn"] = stats_init_(nn.ModuleList([module.norm_pre, module.layers,
-                                                                           module.norm]))
-                provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
-            if weights.kind != "random":
-                module.truncate(options.n_layers, options.model)
+    def source(self, options: TimmViTOptions) -> str:  # type: ignore[override]
+        return options.source or f"timm:{options.model}"
+
+    def random_module(self, options: TimmViTOptions, max_len: int, provenance: dict[str, Any]) -> TimmViTModule:
+        kwargs = _dropout(options)
+        sizes = {"depth": options.n_layers, "embed_dim": options.n_embd, "num_heads": options.n_head}
+        kwargs.update({k: v for k, v in sizes.items() if v})
+        return self._module(create(options.model, False, kwargs), options, kwargs, max_len, provenance)
+
+    def pretrained_module(self, source: str, options: TimmViTOptions, max_len: int,
+                          provenance: dict[str, Any]) -> TimmViTModule:
+        kwargs = _dropout(options)
+        vit = create(options.model, options.source is None, kwargs)
+        if options.source:
+            load_local(vit, options.source)
+        return self._module(vit, options, kwargs, max_len, provenance)
+
+    def checkpoint_module(self, checkpoint: BackboneCheckpoint, options: TimmViTOptions, max_len: int,
+                          provenance: dict[str, Any]) -> TimmViTModule:
+        arch = checkpoint.architecture
+        kwargs = {**arch["kwargs"], "depth": arch["n_layers"], **_dropout(options)}
+        return TimmViTModule(create(arch["model"], False, kwargs), arch["model"], kwargs, arch["n_positions"],
+                             provenance)
+
+    def _module(self, vit: nn.Module, options: TimmViTOptions, kwargs: dict[str, Any], max_len: int,
+                provenance: dict[str, Any]) -> TimmViTModule:
+        provenance.update(model=options.model, kwargs={k: v for k, v in kwargs.items() if k != "depth"})
+        return TimmViTModule(vit, options.model, kwargs, max(options.n_positions, max_len), provenance)
+
+    def finish(self, module: TimmViTModule, options: TimmViTOptions, max_len: int) -> None:  # type: ignore[override]
+        module.grow_positions(max(options.n_positions, max_len))
         module._provenance["positions"] = {"rows": module.max_positions, "init": "zeros (new, trainable)"}
-        return module
+
+
+def _dropout(options: TimmViTOptions) -> dict[str, Any]:
+    if options.dropout is None:
+        return {}
+    return {"proj_drop_rate": options.dropout, "attn_drop_rate": options.dropout}
 
 
 @hookimpl

@@ -12,16 +12,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
-from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
-from fpt_bench_plugins.backbones.weights import (
-    checkpoint_provenance,
-    load_pretrained,
-    model_from_config,
-    open_checkpoint,
-    stats_init_,
-    truncate_layers,
-)
+from fpt_bench import BackboneSpec, Role, hookimpl
+from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
+from fpt_bench.api.weights import load_pretrained, model_from_config, truncate_layers
 
 DEFAULT_SOURCE = "google/vit-base-patch16-224"
 ROLES = RoleMap(
@@ -46,9 +41,9 @@ def _parts(vit: nn.Module) -> tuple[nn.ModuleList, nn.Module]:
     return layers, vit.layernorm
 
 
-class ViTModule(BackboneModule):
+class ViTModule(TransformerModule):
     def __init__(self, vit: nn.Module, n_positions: int, provenance: dict[str, Any]) -> None:
-        super().__init__()
+        super().__init__(provenance)
         self.config = vit.config
         self.layers, self.norm = _parts(vit)
         self.hidden_size = self.config.hidden_size
@@ -56,7 +51,6 @@ class ViTModule(BackboneModule):
         self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
         self.max_positions = n_positions
         self.n_layers = len(self.layers)
-        self._provenance = provenance
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.dropout(embeds + self.position[: embeds.shape[1]])
@@ -76,8 +70,8 @@ class ViTModule(BackboneModule):
     def used_numel(self, seq_len: int) -> dict[str, int]:
         return {"position": min(seq_len, self.max_positions) * self.hidden_size}
 
-    def provenance(self) -> dict[str, Any]:
-        return self._provenance
+    def stats_target(self) -> nn.Module:
+        return nn.ModuleList([self.layers, self.norm])  # not the new position table
 
     def architecture(self) -> dict[str, Any]:
         return {"kind": "vit", "config": self.config.to_dict(), "n_positions": self.max_positions}
@@ -94,53 +88,58 @@ def _bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -
     return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
 
 
-class ViT(Backbone):
+class ViT(TransformerBackbone):
     spec = BackboneSpec(
         name="vit",
         description="ViT-B/16 encoder blocks + final norm (ImageNet-21k/1k) with a new zero-init position table",
         citation="Dosovitskiy et al. An Image is Worth 16x16 Words. ICLR 2021.",
     )
     Options = ViTOptions
+    kind = "vit"
+    random_init = "transformers default"
 
-    def build(self, options: ViTOptions, max_len: int) -> ViTModule:  # type: ignore[override]
+    def source(self, options: ViTOptions) -> str:  # type: ignore[override]
+        return options.source or DEFAULT_SOURCE
+
+    def random_module(self, options: ViTOptions, max_len: int, provenance: dict[str, Any]) -> ViTModule:
         from transformers import ViTConfig, ViTModel
 
-        weights = options.weight_source
-        source = options.source or DEFAULT_SOURCE
-        drop = ({"hidden_dropout_prob": options.dropout, "attention_probs_dropout_prob": options.dropout}
-                if options.dropout is not None else {})
-        n_positions = max(options.n_positions, max_len)
-        what = source
-        if weights.kind == "random":
-            config = ViTConfig(**drop)
-            if options.n_embd:
-                config.hidden_size, config.intermediate_size = options.n_embd, 4 * options.n_embd
-            if options.n_head:
-                config.num_attention_heads = options.n_head
-            if options.n_layers:
-                config.num_hidden_layers = options.n_layers
-            vit = model_from_config(ViTModel, config, add_pooling_layer=False)
-            module = ViTModule(vit, n_positions, {"weights": "random", "init": "transformers default"})
-        elif weights.from_checkpoint:
-            checkpoint = open_checkpoint(weights, "vit")
-            config = ViTConfig.from_dict({**checkpoint.architecture["config"], **drop})
-            vit = model_from_config(ViTModel, config, add_pooling_layer=False)
-            module = ViTModule(vit, checkpoint.architecture["n_positions"], checkpoint_provenance(checkpoint))
-            checkpoint.load_into(module)
-            what = str(checkpoint.path)
-            if n_positions > module.max_positions:
-                _grow_positions(module, n_positions)
-        else:
-            vit = load_pretrained(ViTModel, source, drop, add_pooling_layer=False)
-            provenance: dict[str, Any] = {"weights": weights.kind, "source": source}
-            module = ViTModule(vit, n_positions, provenance)
-            if weights.kind == "stats":
-                provenance["tensors_redrawn"] = stats_init_(nn.ModuleList([module.layers, module.norm]))
-                provenance["init"] = "per-tensor Gaussian with the pretrained tensor's mean and std"
-        if weights.kind != "random":
-            module.truncate(options.n_layers, what)
+        config = ViTConfig(**_dropout(options))
+        if options.n_embd:
+            config.hidden_size, config.intermediate_size = options.n_embd, 4 * options.n_embd
+        if options.n_head:
+            config.num_attention_heads = options.n_head
+        if options.n_layers:
+            config.num_hidden_layers = options.n_layers
+        vit = model_from_config(ViTModel, config, add_pooling_layer=False)
+        return ViTModule(vit, max(options.n_positions, max_len), provenance)
+
+    def pretrained_module(self, source: str, options: ViTOptions, max_len: int,
+                          provenance: dict[str, Any]) -> ViTModule:
+        from transformers import ViTModel
+
+        vit = load_pretrained(ViTModel, source, _dropout(options), add_pooling_layer=False)
+        return ViTModule(vit, max(options.n_positions, max_len), provenance)
+
+    def checkpoint_module(self, checkpoint: BackboneCheckpoint, options: ViTOptions, max_len: int,
+                          provenance: dict[str, Any]) -> ViTModule:
+        from transformers import ViTConfig, ViTModel
+
+        config = ViTConfig.from_dict({**checkpoint.architecture["config"], **_dropout(options)})
+        vit = model_from_config(ViTModel, config, add_pooling_layer=False)
+        return ViTModule(vit, checkpoint.architecture["n_positions"], provenance)
+
+    def finish(self, module: ViTModule, options: ViTOptions, max_len: int) -> None:  # type: ignore[override]
+        rows = max(options.n_positions, max_len)
+        if rows > module.max_positions:  # a checkpoint's table, shorter than this task needs
+            _grow_positions(module, rows)
         module._provenance["positions"] = {"rows": module.max_positions, "init": "zeros (new, trainable)"}
-        return module
+
+
+def _dropout(options: ViTOptions) -> dict[str, float]:
+    if options.dropout is None:
+        return {}
+    return {"hidden_dropout_prob": options.dropout, "attention_probs_dropout_prob": options.dropout}
 
 
 def _grow_positions(module: ViTModule, rows: int) -> None:

@@ -36,9 +36,15 @@ from fpt_bench import (
     UserError,
     hookimpl,
 )
-from fpt_bench.datastore import safepickle
-from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
-from fpt_bench.datastore.files import Manifest, prepare_files, provenance, require_files
+from fpt_bench.api.files import (
+    RaggedTokens,
+    cached_tokens,
+    file_md5,
+    files_provenance,
+    loads_plain_pickle,
+    prepare_files,
+    require_files,
+)
 
 TOKENIZER_VERSION = 1
 URL = "http://s3.amazonaws.com/songlabdata/proteindata/data_pytorch/remote_homology.tar.gz"
@@ -110,7 +116,7 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
             raw = txn.get(b"num_examples")
             if raw is None:
                 raise CorruptFileError(f"{folder}: no 'num_examples' key (not a TAPE LMDB directory)")
-            count = safepickle.loads(raw, f"{folder} [num_examples]")
+            count = loads_plain_pickle(raw, f"{folder} [num_examples]")
             if not isinstance(count, int) or count < 0:
                 raise CorruptFileError(f"{folder}: 'num_examples' is {count!r}, not a count")
             records = []
@@ -118,7 +124,7 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
                 value = txn.get(str(i).encode())
                 if value is None:
                     raise CorruptFileError(f"{folder}: record {i} is missing (num_examples says {count})")
-                records.append(safepickle.loads(value, f"{folder} [record {i}]"))
+                records.append(loads_plain_pickle(value, f"{folder} [record {i}]"))
     except (lmdb.Error, OSError) as exc:
         raise CorruptFileError(f"{folder}: damaged LMDB file ({exc})") from None
     finally:
@@ -209,9 +215,7 @@ class RemoteHomology(Task):
         state = states[SPLITS.index(split)]
         path = state.location
         assert path is not None
-        manifest = Manifest(data_dir)
-        md5 = manifest.checksum(path.relative_to(data_dir).as_posix(), path)
-        manifest.save()
+        md5 = file_md5(data_dir, path)
         key = {"md5": md5, "tokenizer": TOKENIZER_VERSION, "max_len": spec.max_len, "format": options.format}
 
         def build() -> RaggedTokens:
@@ -221,7 +225,7 @@ class RemoteHomology(Task):
 
         tokens, cache = cached_tokens(data_dir, self.spec.name, split, key, build)
         x, lengths, y = tokens.padded(PAD)
-        info = {"source": f"TAPE remote homology ({options.format})", "files": provenance([state]),
+        info = {"source": f"TAPE remote homology ({options.format})", "files": files_provenance([state]),
                 "examples": len(y), "max_len": spec.max_len, "at_max_len": int((lengths >= spec.max_len).sum()),
                 **cache}
         return SplitData(x, y, lengths, info=info, decode=_long)

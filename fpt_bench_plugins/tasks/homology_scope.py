@@ -40,8 +40,7 @@ from fpt_bench import (
     UserError,
     hookimpl,
 )
-from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
-from fpt_bench.datastore.files import Manifest, prepare_files, provenance, require_files
+from fpt_bench.api.files import RaggedTokens, cached_tokens, file_md5, files_provenance, prepare_files, require_files
 from fpt_bench_plugins.tasks.homology import IUPAC, PAD, encode_protein
 
 SPLIT_VERSION = 1
@@ -178,9 +177,7 @@ class RemoteHomologySCOPe(Task):
         states = require_files(self.spec.name, data_dir, self.data_files(options))
         path = states[0].location
         assert path is not None
-        manifest = Manifest(data_dir)
-        md5 = manifest.checksum(path.relative_to(data_dir).as_posix(), path)
-        manifest.save()
+        md5 = file_md5(data_dir, path)
         facts: dict[str, Any] = {}
 
         def build() -> RaggedTokens:
@@ -200,7 +197,7 @@ class RemoteHomologySCOPe(Task):
         key = {"md5": md5, "split_version": SPLIT_VERSION, **options.model_dump()}
         tokens, cache = cached_tokens(data_dir, self.spec.name, split, key, build)
         x, lengths, y = tokens.padded(PAD)
-        info = {"source": "ASTRAL SCOPe FASTA", "files": provenance(states), "split_seed": options.split_seed,
+        info = {"source": "ASTRAL SCOPe FASTA", "files": files_provenance(states), "split_seed": options.split_seed,
                 "examples": len(y), **facts, **cache}
         return SplitData(x, y, lengths, info=info, decode=_long)
 

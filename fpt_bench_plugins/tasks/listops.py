@@ -40,8 +40,15 @@ from fpt_bench import (
     UserError,
     hookimpl,
 )
-from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
-from fpt_bench.datastore.files import Manifest, check_files, prepare_files, provenance, require_files
+from fpt_bench.api.files import (
+    RaggedTokens,
+    cached_tokens,
+    check_files,
+    file_md5,
+    files_provenance,
+    prepare_files,
+    require_files,
+)
 from fpt_bench_plugins.tasks import listops_gen
 
 TOKENIZER_VERSION = 1
@@ -214,8 +221,9 @@ class ListOps(Task):
         source = self._source(data_dir, options)
         if source == "lra":
             states = require_files("listops", data_dir, self.data_files(options))
-            path = states[list(SPLIT_FILES).index(split)].location
-            info = {"source": "LRA listops-1000", "files": provenance(states[list(SPLIT_FILES).index(split):][:1])}
+            state = states[list(SPLIT_FILES).index(split)]
+            path = state.location
+            info = {"source": "LRA listops-1000", "files": files_provenance([state])}
         else:
             path = self.generated_dir(data_dir, options) / SPLIT_FILES[split]
             if not path.is_file():
@@ -223,10 +231,7 @@ class ListOps(Task):
             info = {"source": "generated (LRA algorithm)", "generator_seed": options.generator_seed,
                     "file": str(path)}
         assert path is not None
-        manifest = Manifest(data_dir)
-        rel = path.relative_to(data_dir).as_posix() if path.is_relative_to(data_dir) else str(path)
-        md5 = manifest.checksum(rel, path)
-        manifest.save()
+        md5 = file_md5(data_dir, path)
         key = {"md5": md5, "tokenizer": TOKENIZER_VERSION, "protocol": options.protocol}
         tokens, cache = cached_tokens(data_dir, "listops", split, key, lambda: read_tsv(path, options.protocol))
         info.update(md5=md5, protocol=options.protocol, examples=len(tokens), **cache)

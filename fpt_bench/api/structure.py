@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from fpt_bench import Role, UserError
-from fpt_bench_plugins.backbones.weights import KINDS, WEIGHTS_HELP, WeightSource, parse_weights
+from fpt_bench.api.errors import UserError
+from fpt_bench.api.roles import Role
+from fpt_bench.api.weights import KINDS, WEIGHTS_HELP, WeightSource, parse_weights
 
 
 @dataclass(frozen=True)

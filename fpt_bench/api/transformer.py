@@ -1,0 +1,98 @@
+"""One builder for every weight source of a transformer backbone: ``TransformerBackbone.build``.
+
+A transformer backbone plugin says how to make its module three ways — from its config alone (``weights=random``),
+from pretrained weights (``pretrained``; also ``stats``, which redraws them), and from a harness checkpoint
+(``checkpoint:PATH`` / ``result:RESULT_JSON``) — and what to do once the module exists (``finish``: grow a position
+table, pick a kernel). The builder does the rest the same way for every backbone: which source, the provenance the
+result records, the statistics-matched redraw, loading and checking a checkpoint, and keeping the first
+``n_layers`` blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+from torch import nn
+
+from fpt_bench.api.backbone import Backbone, BackboneModule
+from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.structure import TransformerOptions
+from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_
+
+STATS_INIT = "per-tensor Gaussian with the pretrained tensor's mean and std"
+
+
+class TransformerModule(BackboneModule):
+    """A module a ``TransformerBackbone`` builds: it keeps the provenance the result records and can drop its last
+    blocks (``truncate``)."""
+
+    def __init__(self, provenance: dict[str, Any]) -> None:
+        super().__init__()
+        self._provenance = provenance
+
+    def provenance(self) -> dict[str, Any]:
+        return self._provenance
+
+    def truncate(self, n_layers: int | None, what: str) -> None:
+        """Keep the first ``n_layers`` blocks (all when None); ``what`` names the model in errors."""
+        raise NotImplementedError
+
+    def stats_target(self) -> nn.Module:
+        """What ``weights=stats`` redraws (default: everything; a new position table is left as initialised)."""
+        return self
+
+
+class TransformerBackbone(Backbone):
+    """Base of transformer backbones: implement ``random_module``, ``pretrained_module`` and
+    ``checkpoint_module`` (each gets the provenance dict to keep and may add to it), ``source`` and ``finish``.
+
+    ``kind`` is the architecture tag written into backbone checkpoints (``BackboneModule.architecture()["kind"]``);
+    a checkpoint of another kind is refused with the backbone to use instead."""
+
+    kind: ClassVar[str]
+    random_init: ClassVar[str] = "transformers default (normal, std 0.02)"
+
+    def source(self, options: BaseModel) -> str | None:
+        """The hub id or local directory of the pretrained model these options name."""
+        return getattr(options, "source", None)
+
+    def random_module(self, options: Any, max_len: int, provenance: dict[str, Any]) -> TransformerModule:
+        raise NotImplementedError
+
+    def pretrained_module(self, source: str, options: Any, max_len: int,
+                          provenance: dict[str, Any]) -> TransformerModule:
+        """The pretrained model at ``source`` (also for ``weights=stats``: ``provenance["weights"]`` says which)."""
+        raise NotImplementedError
+
+    def checkpoint_module(self, checkpoint: BackboneCheckpoint, options: Any, max_len: int,
+                          provenance: dict[str, Any]) -> TransformerModule:
+        """A module of ``checkpoint.architecture``, weights not loaded yet (the builder loads and checks them)."""
+        raise NotImplementedError
+
+    def finish(self, module: TransformerModule, options: Any, max_len: int) -> None:
+        """After the weights and the depth: what every source shares (grow positions, kernels, notes)."""
+
+    def build(self, options: TransformerOptions, max_len: int) -> TransformerModule:  # type: ignore[override]
+        weights = options.weight_source
+        what = "the model"
+        if weights.kind == "random":
+            module = self.random_module(options, max_len, {"weights": "random", "init": self.random_init})
+        elif weights.from_checkpoint:
+            checkpoint = open_checkpoint(weights, self.kind)
+            module = self.checkpoint_module(checkpoint, options, max_len, checkpoint_provenance(checkpoint))
+            checkpoint.load_into(module)
+            what = str(checkpoint.path)
+        else:
+            source = self.source(options)
+            assert source is not None, "options without a source must be refused by their validator"
+            what = source
+            provenance: dict[str, Any] = {"weights": weights.kind, "source": source}
+            module = self.pretrained_module(source, options, max_len, provenance)
+            if weights.kind == "stats":
+                provenance["tensors_redrawn"] = stats_init_(module.stats_target())
+                provenance["init"] = STATS_INIT
+        if weights.kind != "random":
+            module.truncate(options.n_layers, what)
+        self.finish(module, options, max_len)
+        return module

@@ -1,0 +1,125 @@
+"""The shape of the house (docs/architecture.md): packages without import cycles (function-level imports count:
+they hide cycles, they do not remove them), small modules, built-ins that use only the public API, and a core
+that names no component."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE, BUILTINS = ROOT / "fpt_bench", ROOT / "fpt_bench_plugins"
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules(*roots: Path) -> dict[str, Path]:
+    return {module_name(p): p for root in roots for p in sorted(root.rglob("*.py"))}
+
+
+def imports(path: Path, known: dict[str, Path]) -> set[str]:
+    """The project modules ``path`` imports at run time, wherever the import statement is (``TYPE_CHECKING`` blocks
+    are not run, so they do not count). ``from package import name`` counts ``package.name`` when that is a
+    module, else ``package``."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            skip.update(id(n) for n in ast.walk(node))
+    found: set[str] = set()
+    this = module_name(path)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                found.add(full if full in known else node.module)
+    return {m for m in found if m in known and m != this}
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules(CORE, BUILTINS)
+    return {name: imports(path, known) for name, path in known.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_there_are_no_import_cycles() -> None:
+    edges = graph()
+    # the package __init__ of fpt_bench loads names lazily (it imports nothing of the project): a module importing
+    # `fpt_bench` for a name does not depend on every module behind it
+    assert edges["fpt_bench"] == set()
+    assert cycles(edges) == []
+
+
+def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    sizes = {name: len(path.read_text().splitlines()) for name, path in modules(CORE, BUILTINS).items()}
+    assert {n: s for n, s in sizes.items() if s > MAX_LINES} == {}
+
+
+def test_built_in_plugins_import_only_the_public_api() -> None:
+    """What a built-in needs from the core, a third party can have too: `fpt_bench` and `fpt_bench.api.*`."""
+    known = modules(CORE, BUILTINS)
+    internal = {}
+    for name, path in modules(BUILTINS).items():
+        used = {m for m in imports(path, known) if m.startswith("fpt_bench.") and not m.startswith("fpt_bench.api")}
+        if used:
+            internal[name] = sorted(used)
+    assert internal == {}
+
+
+@pytest.mark.parametrize("kind", ["task", "backbone", "policy"])
+def test_the_core_names_no_built_in_component(kind: str) -> None:
+    """No core module imports a built-in plugin (the core finds components only through the registries)."""
+    edges = graph()
+    assert {m: sorted(d) for m, d in edges.items() if m.startswith("fpt_bench.") or m == "fpt_bench"
+            if any(x.startswith("fpt_bench_plugins") for x in d)} == {}
