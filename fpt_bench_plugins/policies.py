@@ -38,9 +38,8 @@ class BitFit(FreezePolicy):
 def _bias_names(model: FPTModel) -> set[str]:
     cached = getattr(model, "_fpt_bias_names", None)
     if cached is None:
-        cached = {f"{mod_name}.bias" if mod_name else "bias"
-                  for mod_name, module in model.named_modules()
-                  if isinstance(getattr(module, "bias", None), torch.nn.Parameter)}
+        cached = {f"{mod_name}.bias" for mod_name, module in model.named_modules()
+                  if mod_name and isinstance(getattr(module, "bias", None), torch.nn.Parameter)}
         model._fpt_bias_names = cached  # type: ignore[attr-defined]
     return cached
 

@@ -121,7 +121,7 @@ def test_fetch_downloads_verifies_and_extracts_an_archive(tmp_path: Path) -> Non
 @pytest.mark.parametrize("kind, message", [
     ("dotdot", "climbs out of the destination"),
     ("absolute", "has an absolute path"),
-    ("symlink", "is a link; refusing"),
+    ("symlink", "is a link"),
     ("zip", "climbs out of the destination"),
 ])
 def test_extraction_refuses_escaping_members(tmp_path: Path, kind: str, message: str) -> None:

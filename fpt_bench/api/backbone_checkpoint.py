@@ -112,11 +112,8 @@ class BackboneCheckpoint:
             )
 
     def sha256(self) -> str:
-        digest = hashlib.sha256()
         with open(self.path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+            return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_backbone_checkpoint(path: Path) -> BackboneCheckpoint:

@@ -53,7 +53,7 @@ class TrainHParams(Strict):
 NEUTRAL_HPARAMS: dict[str, Any] = {"feature_cache": "auto", "adam_impl": "auto"}
 
 
-def _optional(name: str, info: FieldInfo) -> tuple[Any, FieldInfo]:
+def _optional(info: FieldInfo) -> tuple[Any, FieldInfo]:
     field = FieldInfo.merge_field_infos(info, default=None)
     return info.annotation | None, field  # type: ignore[operator]
 
@@ -62,7 +62,7 @@ HParamOverrides = create_model(  # type: ignore[call-overload]
     "HParamOverrides", __base__=Strict, __module__=__name__,
     __doc__="A partial set of training hyperparameters (what a profile, a task, a suite cell or a user may set): "
             "the fields of TrainHParams, each optional.",
-    **{name: _optional(name, info) for name, info in TrainHParams.model_fields.items()},
+    **{name: _optional(info) for name, info in TrainHParams.model_fields.items()},
 )
 
 

@@ -34,10 +34,6 @@ PROFILES: dict[str, tuple[str, HParamOverrides]] = {
 }
 
 
-def profile_names() -> list[str]:
-    return list(PROFILES)
-
-
 def default_profile(device: str) -> str:
     return "paper" if device.startswith("cuda") else "quick"
 

@@ -20,7 +20,7 @@ from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.cells.context import RunContext
 from fpt_bench.infra.progress import Progress
-from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Speed, Timing
+from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Timing
 from fpt_bench.results.store import checkpoint_path, selected_params_path, write_result
 from fpt_bench.training import distributed
 from fpt_bench.training.batches import TrainingData
@@ -130,7 +130,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             config_hash=cell.config_hash(), seeds=seeds, data=_jsonable(data_info), backbone=_jsonable(backbone_info),
             saved_backbone=saved_backbone,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), deterministic=ctx.deterministic,
-            speed=Speed(**outcome.speed) if outcome is not None and outcome.speed else None,
+            speed=outcome.speed if outcome is not None else None,
         ),
     )
     if distributed.is_main():  # under torchrun, rank 0 alone writes
@@ -189,7 +189,8 @@ def _timing(outcome, wall: float, device: torch.device, precision: str) -> Timin
         eval_samples_per_second=outcome.eval_samples / outcome.eval_seconds if outcome.eval_seconds else None,
         resumed_from_step=outcome.resumed_from_step, micro_batch_size=outcome.micro_batch,
         oom_backoffs=outcome.oom_backoffs,
-        feature_cache_seconds=outcome.speed.get("feature_cache_seconds"), **flops,  # type: ignore[arg-type]
+        feature_cache_seconds=outcome.speed.feature_cache_seconds if outcome.speed else None,
+        **flops,  # type: ignore[arg-type]
     )
 
 

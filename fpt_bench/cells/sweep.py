@@ -13,8 +13,11 @@ from typing import TextIO
 
 from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.executor import Executor
+from fpt_bench.api.specs import TaskSpec
 from fpt_bench.cells.claim import CellOutcome, needs_run, tidy
 from fpt_bench.cells.context import RunContext
+from fpt_bench.cells.estimate import SweepClock, cell_cost
+from fpt_bench.infra.progress import clock as clock_text
 from fpt_bench.results.store import checkpoint_path, result_path
 from fpt_bench.training import distributed
 
@@ -47,13 +50,17 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
             if distributed.is_main() and not ctx.keep_checkpoints and checkpoint_path(path).exists():
                 tidy(path)
     total, started = len(todo), time.perf_counter()
+    clock = SweepClock({cell.config_hash(): cell_cost(cell, _spec(ctx, cell)) for cell, _ in todo})
+    pending = {cell.config_hash(): cell for cell, _ in todo}
 
     def report(outcome: CellOutcome) -> None:
         summary.outcomes.append(outcome)
+        pending.pop(outcome.cell.config_hash(), None)
+        clock.finished(outcome.cell, outcome.result)
         finished = len(summary.outcomes) - (len(cells) - total)
-        elapsed = time.perf_counter() - started
-        eta = elapsed / finished * (total - finished) if finished else 0.0
-        head = f"[{finished}/{total}, {elapsed:.0f}s, ~{eta:.0f}s left]"
+        eta = clock.eta(list(pending.values()))
+        left = "ETA after the first cell" if eta is None else f"ETA ~{clock_text(eta)}"
+        head = f"[{finished}/{total}, {clock_text(time.perf_counter() - started)}, {left}]"
         r = outcome.result
         if r is None:
             print(f"{head} skip     {outcome.cell.label()}  ({outcome.note})", file=out, flush=True)
@@ -66,3 +73,8 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
     if todo:
         executor.run(todo, ctx, report)
     return summary
+
+
+def _spec(ctx: RunContext, cell: CellConfig) -> TaskSpec:
+    task = ctx.host.tasks.get(cell.task)
+    return task.resolve_spec(task.options(cell.task_args))

@@ -10,8 +10,6 @@ from typing import Any
 
 from fpt_bench.api.errors import UserError
 
-STATE_ORDER = ("missing", "corrupt", "ready", "generated")
-
 
 def add_parser(subparsers: Any) -> None:
     data = subparsers.add_parser("data", help="task data: status, fetch, import, generate")
@@ -108,7 +106,7 @@ def _status(args: argparse.Namespace, host: Any, data_dir: Path) -> int:
         print(f"{r['task']:<{width}}  {r['state']:<9}  {files:>5}  {r['note']}")
     lacking = [r for r in rows if any(f["state"] in ("missing", "mismatch") for f in r["files"])]
     for r in lacking:
-        _print_missing(r, data_dir, args.verbose)
+        _print_missing(r, args.verbose)
     if args.verbose:
         for r in rows:
             if r not in lacking and r["files"]:
@@ -121,7 +119,7 @@ def _status(args: argparse.Namespace, host: Any, data_dir: Path) -> int:
     return 0
 
 
-def _print_missing(row: dict[str, Any], data_dir: Path, verbose: bool) -> None:
+def _print_missing(row: dict[str, Any], verbose: bool) -> None:
     print(f"\n{row['task']}: {row['note']}")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for f in row["files"]:

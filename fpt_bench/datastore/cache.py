@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from fpt_bench.infra.atomic import atomic_directory
 
 CACHE_DIR = ".cache"
 MARKER = "complete.json"
@@ -77,22 +78,16 @@ def cached_tokens(data_dir: Path, task: str, split: str, key_parts: dict[str, An
         return tokens, {"cache": "hit", **info}
     tokens = build()
     datasets.disable_progress_bars()
-    tmp: Path | None = None
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        table = pa.table({
-            "tokens": pa.ListArray.from_arrays(pa.array(tokens.offsets), pa.array(tokens.values)),
-            "label": pa.array(tokens.labels),
-        })
-        datasets.Dataset(InMemoryTable(table)).save_to_disk(str(tmp / "arrow"))
-        marker = {"rows": len(tokens), "tokens": int(tokens.offsets[-1]), "key_parts": key_parts}
-        (tmp / MARKER).write_text(json.dumps(marker, default=str))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        with atomic_directory(folder) as tmp:
+            table = pa.table({
+                "tokens": pa.ListArray.from_arrays(pa.array(tokens.offsets), pa.array(tokens.values)),
+                "label": pa.array(tokens.labels),
+            })
+            datasets.Dataset(InMemoryTable(table)).save_to_disk(str(tmp / "arrow"))
+            marker = {"rows": len(tokens), "tokens": int(tokens.offsets[-1]), "key_parts": key_parts}
+            (tmp / MARKER).write_text(json.dumps(marker, default=str))
     except OSError:  # a read-only or full data directory: go on without the cache
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
         return tokens, {"cache": "unwritable", **info}
     return tokens, {"cache": "built", **info}
 

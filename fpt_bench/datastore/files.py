@@ -40,12 +40,9 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ checksums
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
+def md5sum(path: Path) -> str:
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def gz_content_md5(path: Path, chunk: int = 1 << 20) -> str:

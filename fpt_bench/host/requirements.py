@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from fpt_bench.api.errors import UserError
@@ -14,14 +15,14 @@ def check_required_plugins(required: list[str], host: Host) -> None:
     for info in host.plugins.values():
         if info.status == "ok":
             for key in {info.name, info.distribution or info.name}:
-                installed[key.lower().replace("_", "-")] = info.version or "0"
+                installed[canonicalize_name(key)] = info.version or "0"
     problems = []
     for text in required:
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
             raise UserError(f"required_plugins: {text!r} is not a requirement ({exc})") from None
-        name = req.name.lower().replace("_", "-")
+        name = canonicalize_name(req.name)
         if name not in installed:
             problems.append(f"{text} (not installed or not loaded)")
             continue

@@ -16,9 +16,6 @@ from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.results.schema import CellResult
 from fpt_bench.api.cell import CellConfig
 
-OVERWRITE_MODES = ("missing", "never", "always")
-
-
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 

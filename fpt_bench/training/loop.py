@@ -32,6 +32,7 @@ from fpt_bench.api.task import SplitData
 from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.infra.failures import is_out_of_memory, os_error
 from fpt_bench.infra.progress import Progress
+from fpt_bench.results.schema import Speed
 from fpt_bench.training import distributed, speed
 from fpt_bench.training.batches import TrainingData
 from fpt_bench.training.features import HeadOnly, build_cache
@@ -58,7 +59,7 @@ class TrainOutcome:
     resumed_from_step: int | None = None
     micro_batch: int | None = None  # examples per forward/backward on this process at the end
     oom_backoffs: int = 0  # times out-of-memory halved the micro-batch (in this attempt)
-    speed: dict[str, Any] = field(default_factory=dict)  # the speed settings in effect (result: provenance.speed)
+    speed: Speed | None = None  # the speed settings in effect (result: provenance.speed)
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -226,16 +227,16 @@ class Trainer:
         """Train the output layer on cached backbone features when the cell allows it (fpt_bench.training.features)."""
         record, cached = build_cache(self.hp.feature_cache, self.model, self.train, self.val, self.tests,
                                      self.hp.eval_batch_size, self.device, self.precision)
-        self.out.speed.update(record)
+        self.out.speed = self.out.speed.model_copy(update=record)
         if cached is not None:
             self.train, self.val, self.tests = cached  # type: ignore[assignment]
             self.eval_model = self.train_model = HeadOnly(self.model)
             self.flops = step_flops(self.model, head_only=True)
-            self.out.speed["compile"] = False  # nothing left worth compiling
+            self.out.speed.compile = False  # nothing left worth compiling
             speed.cached_steps_started(self)
 
     def run(self) -> TrainOutcome:
-        with speed.threads_for_cached_steps(self):
+        with speed.threads_for_cached_steps():
             return self._run()
 
     def _run(self) -> TrainOutcome:
@@ -261,12 +262,28 @@ class Trainer:
                 last_val = self._evaluate(step)
             if hp.checkpoint_every and step % hp.checkpoint_every == 0 and step < hp.steps:
                 self._save(step)
-            self.progress.update(step, loss=loss, val=last_val)
+            self.progress.update(step, loss=loss, val=last_val, eval_seconds_left=self._eval_seconds_left(step))
         self.progress.close()
         self.out.steps = step
         self.out.micro_batch = self.micro_batch()
         self._final_metrics()
         return self.out
+
+    def _eval_seconds_left(self, step: int) -> float:
+        """The evaluation time still to come: the periodic validations after ``step`` and the final test passes,
+        at the evaluation speed measured so far (before the first evaluation: a forward pass costing a third of a
+        training step per example)."""
+        hp = self.hp
+        evals = len(range(step // hp.eval_every + 1, hp.steps // hp.eval_every + 1))
+        evals += int(hp.steps % hp.eval_every > 0 and step < hp.steps)  # the last step is always evaluated
+        examples = evals * len(self.val) + sum(len(t) for t in self.tests.values())
+        if self.out.eval_samples:
+            per_example = self.out.eval_seconds / self.out.eval_samples
+        elif self.out.train_samples:
+            per_example = self.out.train_seconds / self.out.train_samples / 3
+        else:
+            return 0.0
+        return examples * per_example
 
     def _test(self) -> dict[str, float]:
         t0 = time.perf_counter()

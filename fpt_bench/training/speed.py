@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fpt_bench.api.hparams import TrainHParams
+from fpt_bench.results.schema import Speed
 
 if TYPE_CHECKING:
     from fpt_bench.training.loop import Trainer
@@ -49,33 +50,33 @@ def adam(params: list[torch.nn.Parameter], hp: TrainHParams, device: torch.devic
     return torch.optim.Adam(params, **kwargs), impl
 
 
-def record(trainer: Trainer, adam_impl: str) -> dict[str, Any]:
-    """What the result records about the speed settings (feature-cache keys are added when it is decided)."""
+def record(trainer: Trainer, adam_impl: str) -> Speed:
+    """What the result records about the speed settings (feature-cache fields are set when it is decided)."""
     model, train = trainer.model, trainer.train
     split = getattr(train, "split", None)
     task = getattr(train, "task", None)
     augments = split is not None and task is not None and task.augments(train.options)
-    return {
-        "autocast": "bf16" if trainer.precision == "bf16" else None,
-        "compile": bool(trainer.hp.compile),
-        "compile_backend": compile_backend() if trainer.hp.compile else None,
-        "attention": getattr(model.backbone, "attention", None),
-        "activation": getattr(model.backbone, "activation", None),
-        "optimizer": f"Adam ({adam_impl})",
-        "data_on_device": True,
-        "training_data": "generated on the device" if split is None else "split held on the device",
-        "augmentation": "batched on the device" if augments else None,
-        "bucket_by_length": bool(getattr(train, "bucketed", False)),
-        "padding": "to the batch's longest sequence",
-        "eval": f"whole splits under inference_mode, batches of {trainer.hp.eval_batch_size}",
-        "backward_layers": trainer.flops.backward_layers,
-        "frozen_prefix_no_grad": not any(p.requires_grad for p in model._prefix_parameters()),
-        "feature_cache": False,
-    }
+    return Speed(
+        autocast="bf16" if trainer.precision == "bf16" else None,
+        compile=bool(trainer.hp.compile),
+        compile_backend=compile_backend() if trainer.hp.compile else None,
+        attention=getattr(model.backbone, "attention", None),
+        activation=getattr(model.backbone, "activation", None),
+        optimizer=f"Adam ({adam_impl})",
+        data_on_device=True,
+        training_data="generated on the device" if split is None else "split held on the device",
+        augmentation="batched on the device" if augments else None,
+        bucket_by_length=bool(getattr(train, "bucketed", False)),
+        padding="to the batch's longest sequence",
+        eval=f"whole splits under inference_mode, batches of {trainer.hp.eval_batch_size}",
+        backward_layers=trainer.flops.backward_layers,
+        frozen_prefix_no_grad=not any(p.requires_grad for p in model._prefix_parameters()),
+        feature_cache=False,
+    )
 
 
 @contextmanager
-def threads_for_cached_steps(trainer: Trainer) -> Iterator[None]:
+def threads_for_cached_steps() -> Iterator[None]:
     """On a CPU, once the trainer switches to cached features, its steps run on one thread (every op is tiny:
     more threads only add synchronisation; on a busy 2-core machine a head step took 130 ms on two threads and
     23 ms on one). The thread count is restored when the run ends, however it ends."""
@@ -88,5 +89,5 @@ def threads_for_cached_steps(trainer: Trainer) -> Iterator[None]:
 
 def cached_steps_started(trainer: Trainer) -> None:
     if trainer.device.type == "cpu":
-        trainer.out.speed["cached_step_threads"] = 1
+        trainer.out.speed.cached_step_threads = 1
         torch.set_num_threads(1)
