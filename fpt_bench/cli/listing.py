@@ -62,12 +62,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    width = max((len(r["name"]) for r in rows), default=4)
+    from tabulate import tabulate
+
+    if not args.options:
+        print(tabulate([(r["name"], r["description"], f"[{r['origin']}]") for r in rows], tablefmt="plain"))
+        return 0
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['description']}  [{r['origin']}]")
-        for o in r.get("options", []):
-            default = "(required)" if o["required"] else f"={o['default']}"
-            print(f"    {o['name']}{default}  {o['description']}".rstrip())
+        print(f"{r['name']}  {r['description']}  [{r['origin']}]")
+        options = [("  ", o["name"], "(required)" if o["required"] else f"={o['default']}", o["description"])
+                   for o in r.get("options", [])]
+        if options:
+            print(tabulate(options, tablefmt="plain"))
     return 0
 
 

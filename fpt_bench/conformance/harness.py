@@ -3,12 +3,13 @@ and ``Conformance``, which builds tiny components and runs smoke cells for them 
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+
+from packaging.utils import canonicalize_name
 
 from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import UserError, did_you_mean
@@ -104,30 +105,26 @@ class Report:
                 "results": [asdict(r) for r in self.results]}
 
     def table(self, width: int | None = None) -> str:
+        from tabulate import tabulate
+
         width = width or shutil.get_terminal_size((120, 24)).columns
-        head = ("component", "check", "result", "detail")
         rows = [(r.component, r.check, r.status.upper() if r.status == "fail" else r.status, r.detail)
                 for r in self.results]
-        widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(3)]
+        # tabulate's columns are as wide as their longest cell and at least their header + 2
+        widths = [max([len(h) + 2, *(len(str(row[i])) for row in rows)])
+                  for i, h in enumerate(("component", "check", "result"))]
         room = max(20, width - sum(widths) - 6)
-        lines = ["  ".join(h.ljust(w) for h, w in zip(head, [*widths, 0], strict=True)).rstrip(),
-                 "  ".join("-" * w for w in [*widths, min(room, 40)])]
-        for row in rows:
-            detail = row[3] if len(row[3]) <= room else row[3][: room - 3] + "..."
-            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + detail)
-        lines.append(f"\n{self.count('pass')} passed, {self.count('fail')} failed, {self.count('skip')} skipped")
-        return "\n".join(line.rstrip() for line in lines)
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+        rows = [(*row[:3], row[3] if len(row[3]) <= room else row[3][: room - 3] + "...") for row in rows]
+        table = tabulate(rows, headers=("component", "check", "result", "detail"), tablefmt="simple")
+        totals = f"{self.count('pass')} passed, {self.count('fail')} failed, {self.count('skip')} skipped"
+        return "\n".join(line.rstrip() for line in table.splitlines()) + f"\n\n{totals}"
 
 
 def resolve_plugins(host: Host, name: str) -> list[PluginInfo]:
     """The plugins NAME means: an entry-point name, else every entry point of a distribution."""
-    key = _normalize(name)
-    found = [p for p in host.plugins.values() if _normalize(p.name) == key]
-    found = found or [p for p in host.plugins.values() if p.distribution and _normalize(p.distribution) == key]
+    key = canonicalize_name(name)
+    found = [p for p in host.plugins.values() if canonicalize_name(p.name) == key]
+    found = found or [p for p in host.plugins.values() if p.distribution and canonicalize_name(p.distribution) == key]
     if not found:
         known = sorted({p.name for p in host.plugins.values()} | {p.distribution for p in host.plugins.values()
                                                                    if p.distribution})
