@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from typing import Any
 
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"fpt-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `fpt-bench ls | head`: the reader left; say nothing more (Python's advice)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("fpt-bench: interrupted (finished cells are kept; a rerun resumes the rest)", file=sys.stderr)
         return 130
