@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
+from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench_plugins.backbones.weights import (
     checkpoint_provenance,
@@ -95,6 +96,14 @@ class GPT2Module(BackboneModule):
         self._sync()
 
 
+class GPT2Architecture(Architecture):
+    """What a saved GPT-2 backbone's ``architecture`` holds (``GPT2Module.architecture``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["gpt2"]
+    config: dict[str, Any]
+
+
 class GPT2(Backbone):
     spec = BackboneSpec(
         name="gpt2",
@@ -121,10 +130,10 @@ class GPT2(Backbone):
             module = GPT2Module(model_from_config(GPT2Model, config, sdpa),
                                 {"weights": "random", "init": "transformers default (normal, std 0.02)"})
         elif weights.from_checkpoint:
-            checkpoint = open_checkpoint(weights, "gpt2")
-            config = GPT2Config.from_dict({**checkpoint.architecture["config"], **drop})
-            module = GPT2Module(model_from_config(GPT2Model, config, sdpa), checkpoint_provenance(checkpoint))
-            checkpoint.load_into(module)
+            checkpoint = open_checkpoint(weights, "gpt2", GPT2Architecture)
+            origin = checkpoint_provenance(checkpoint)
+            module = checkpoint.build(lambda: GPT2Module(model_from_config(
+                GPT2Model, GPT2Config.from_dict({**checkpoint.architecture["config"], **drop}), sdpa), dict(origin)))
             what = str(checkpoint.path)
         else:
             model = load_pretrained(GPT2Model, source, drop, sdpa)

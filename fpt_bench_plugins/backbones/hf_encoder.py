@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
+from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench_plugins.backbones.structure import (
     RoleMap,
     TransformerOptions,
@@ -245,6 +246,15 @@ class HFEncoderModule(BackboneModule):
         return {"from": before, "to": max_len}
 
 
+class HFEncoderArchitecture(Architecture):
+    """What a saved hf_encoder backbone's ``architecture`` holds (``HFEncoderModule.architecture``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["hf_encoder"]
+    family: Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
+    config: dict[str, Any]
+
+
 class HFEncoder(Backbone):
     spec = BackboneSpec(
         name="hf_encoder",
@@ -261,13 +271,13 @@ class HFEncoder(Backbone):
         drop = {}
         what = source or "the model"
         if weights.from_checkpoint:
-            checkpoint = open_checkpoint(weights, "hf_encoder")
+            checkpoint = open_checkpoint(weights, "hf_encoder", HFEncoderArchitecture)
             family = FAMILIES[checkpoint.architecture["family"]]
             drop = {k: options.dropout for k in family.dropout_keys} if options.dropout is not None else {}
-            config = CONFIG_MAPPING[family.model_type].from_dict({**checkpoint.architecture["config"], **drop})
-            model = model_from_config(_model_class(family), config, family.sdpa, **family.model_kwargs)
-            module = HFEncoderModule(model, family, checkpoint_provenance(checkpoint))
-            checkpoint.load_into(module)
+            settings, origin = {**checkpoint.architecture["config"], **drop}, checkpoint_provenance(checkpoint)
+            module = checkpoint.build(lambda: HFEncoderModule(model_from_config(
+                _model_class(family), CONFIG_MAPPING[family.model_type].from_dict(settings), family.sdpa,
+                **family.model_kwargs), family, dict(origin)))
             what = str(checkpoint.path)
         else:
             if options.family:

@@ -6,13 +6,14 @@ position embeddings are dropped."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
+from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench_plugins.backbones.weights import (
     checkpoint_provenance,
@@ -94,6 +95,15 @@ def _bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -
     return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
 
 
+class ViTArchitecture(Architecture):
+    """What a saved ViT backbone's ``architecture`` holds (``ViTModule.architecture``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["vit"]
+    config: dict[str, Any]
+    n_positions: int = Field(gt=0)
+
+
 class ViT(Backbone):
     spec = BackboneSpec(
         name="vit",
@@ -122,11 +132,11 @@ class ViT(Backbone):
             vit = model_from_config(ViTModel, config, add_pooling_layer=False)
             module = ViTModule(vit, n_positions, {"weights": "random", "init": "transformers default"})
         elif weights.from_checkpoint:
-            checkpoint = open_checkpoint(weights, "vit")
-            config = ViTConfig.from_dict({**checkpoint.architecture["config"], **drop})
-            vit = model_from_config(ViTModel, config, add_pooling_layer=False)
-            module = ViTModule(vit, checkpoint.architecture["n_positions"], checkpoint_provenance(checkpoint))
-            checkpoint.load_into(module)
+            checkpoint = open_checkpoint(weights, "vit", ViTArchitecture)
+            arch, origin = checkpoint.architecture, checkpoint_provenance(checkpoint)
+            module = checkpoint.build(lambda: ViTModule(model_from_config(
+                ViTModel, ViTConfig.from_dict({**arch["config"], **drop}), add_pooling_layer=False),
+                arch["n_positions"], dict(origin)))
             what = str(checkpoint.path)
             if n_positions > module.max_positions:
                 _grow_positions(module, n_positions)
