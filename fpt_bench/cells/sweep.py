@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fpt_bench.api.backbone_checkpoint import backbone_path
+from fpt_bench.api.errors import UserError
 from fpt_bench.api.specs import BackboneSpec, CellConfig
-from fpt_bench.cells.locks import CellLock
+from fpt_bench.cells.locks import CellLock, check_cell_paths
 from fpt_bench.cells.runner import RunContext, run_cell
 from fpt_bench.results.schema import CellResult
 from fpt_bench.results.store import checkpoint_path, read_result, remove_leftovers, result_path, should_run
@@ -33,8 +34,9 @@ ExecutorSpec = BackboneSpec  # name + description + citation is all an executor 
 class CellOutcome:
     cell: CellConfig
     path: Path
-    result: CellResult | None  # None: skipped (finished earlier, or being run by another worker)
+    result: CellResult | None  # None: skipped (finished earlier, or being run by another worker) or not runnable
     note: str = ""
+    error: str = ""  # why the cell could not run at all (e.g. a folder where its lock belongs); nothing written
 
 
 Report = Callable[[CellOutcome], None]
@@ -60,19 +62,26 @@ def run_claimed(cell: CellConfig, path: Path, ctx: RunContext) -> CellOutcome:
     """Claim ``cell``, run it unless it finished meanwhile, release. Safe to call from any worker.
     Under torchrun, rank 0 claims and every rank follows its decision."""
     lock = CellLock(path)
-    note = ""
+    note = error = ""
     if distributed.is_main():
-        if not lock.acquire():
+        try:
+            check_cell_paths({"result": path, "lock": lock.path, "checkpoint": checkpoint_path(path)})
+            claimed = lock.acquire()
+        except UserError as exc:  # a folder where the lock belongs, say: this cell fails, the sweep goes on
+            claimed, error = False, str(exc)
+        if error:
+            note = "cannot run"
+        elif not claimed:
             note = "running elsewhere"
         elif ctx.overwrite != "always" and not needs_run(path, ctx):
             note = "finished elsewhere"
             remove_leftovers(path, keep_checkpoint=ctx.keep_checkpoints)
         else:
             remove_leftovers(path)  # temporary files of a writer that was killed: ours now, under the lock
-    note = distributed.broadcast(note)
+    note, error = distributed.broadcast((note, error))
     try:
         if note:
-            return CellOutcome(cell, path, None, note)
+            return CellOutcome(cell, path, None, note, error)
         return CellOutcome(cell, path, run_cell(cell, path, ctx))
     finally:
         lock.release()
@@ -182,6 +191,9 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Any, out: Any 
         eta = elapsed / finished * (total - finished) if finished else 0.0
         head = f"[{finished}/{total}, {elapsed:.0f}s, ~{eta:.0f}s left]"
         r = outcome.result
+        if outcome.error:
+            print(f"{head} failed   {outcome.cell.label()}  {outcome.error}", file=out, flush=True)
+            return
         if r is None:
             print(f"{head} skip     {outcome.cell.label()}  ({outcome.note})", file=out, flush=True)
             return

@@ -184,10 +184,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_sweep(cells, ctx, executor)
     finally:
         distributed.shutdown()
-    failed = [o for o in summary.outcomes if o.result is not None and o.result.status == "failed"]
+    failed = [o for o in summary.outcomes if o.error or (o.result is not None and o.result.status == "failed")]
     print(f"done: {summary.count('ok')} ok, {summary.count('diverged')} diverged, {len(failed)} failed, "
-          f"{summary.skipped} skipped")
+          f"{summary.skipped - sum(1 for o in failed if o.error)} skipped")
     for o in failed:
+        if o.error:  # the cell could not even be claimed: nothing was written
+            print(f"  failed: {o.cell.label()}: {o.error}", file=sys.stderr)
+            continue
         lines = (o.result.error or "").splitlines() if o.result else []
         shown = lines if o.result and o.result.error_kind == "user" else lines[:1]  # user errors: the whole fix
         print(f"  failed: {o.cell.label()}: " + "\n    ".join(shown), file=sys.stderr)
