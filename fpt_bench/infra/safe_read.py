@@ -52,16 +52,17 @@ def open_regular(path: Path, what: str = "file", max_bytes: int | None = None) -
 def read_bytes(path: Path, max_bytes: int, what: str = "file") -> bytes:
     """The bytes of the regular file ``path``, at most ``max_bytes`` of them (a file that grows past the limit
     while it is read is refused too)."""
+    chunks, total = [], 0
     try:
         with open_regular(path, what, max_bytes) as handle:
-            data = handle.read(max_bytes + 1)
-    except CorruptFileError:
-        raise
+            while total <= max_bytes and (block := handle.read(min(1 << 20, max_bytes + 1 - total))):
+                chunks.append(block)
+                total += len(block)
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if len(data) > max_bytes:
+    if total > max_bytes:
         raise CorruptFileError(f"{path}: more than {max_bytes} bytes; a {what} is at most {max_bytes} bytes")
-    return data
+    return b"".join(chunks)
 
 
 def read_text(path: Path, max_bytes: int, what: str = "file") -> str:
@@ -71,3 +72,22 @@ def read_text(path: Path, max_bytes: int, what: str = "file") -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorruptFileError(f"{path}: not UTF-8 text ({exc})") from None
+
+
+def is_plain_name(name: str) -> bool:
+    """A bare file name: no folder part (either slash), not ``.``/``..``, no ``~`` (which ``expanduser`` would
+    turn into a home folder), no NUL, nothing a path could climb out with."""
+    return (bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+            and not name.startswith("~") and ":" not in name)
+
+
+def child_path(folder: Path, name: str, what: str, where: Path) -> Path:
+    """``folder / name`` for a file ``where`` names, confined to ``folder``: ``name`` must be a plain file name
+    and must not lead out of ``folder`` through a symbolic link. Else a CorruptFileError naming ``where``."""
+    if not isinstance(name, str) or not is_plain_name(name):
+        raise CorruptFileError(f"{where}: {what} {name!r} is not a plain file name in {folder}; refusing to follow it")
+    path = Path(folder) / name
+    if path.resolve().parent != Path(folder).resolve():
+        raise CorruptFileError(f"{where}: {what} {name!r} leads out of {folder} (a symbolic link); refusing to "
+                               f"follow it")
+    return path

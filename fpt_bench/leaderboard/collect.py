@@ -102,7 +102,25 @@ def load_results(paths: Iterable[Path]) -> tuple[list[Loaded], list[str]]:
         key = result.provenance.config_hash
         if key not in loaded or loaded[key].result.provenance.created_at < result.provenance.created_at:
             loaded[key] = Loaded(f, result)
-    return list(loaded.values()), refused
+    kept, duplicates = one_per_seed(list(loaded.values()))  # the same cell and seed spelled differently
+    return kept, refused + duplicates
+
+
+def one_per_seed(results: list[Loaded]) -> tuple[list[Loaded], list[str]]:
+    """The results with one per (cell, seed) once options are normalised (``consistency.cell_key``): the
+    earliest written (then the first path) is kept, each other is refused with the one it duplicates."""
+    from fpt_bench.leaderboard.consistency import cell_key
+
+    first: dict[str, Loaded] = {}
+    refused: list[str] = []
+    for x in sorted(results, key=lambda x: (x.result.provenance.created_at, str(x.path))):
+        key = cell_key(x.result)
+        if key in first:
+            refused.append(f"{x.path}: refused: the same cell and seed as {first[key].path} once options are "
+                           f"normalised against their defaults (one result per seed counts)")
+        else:
+            first[key] = x
+    return [x for x in results if first.get(cell_key(x.result)) is x], refused
 
 
 def _canon(args: dict[str, Any]) -> str:

@@ -26,8 +26,9 @@ from pydantic import ValidationError
 from torch import nn
 
 from fpt_bench import CorruptFileError, UserError
-from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint, read_backbone_checkpoint
+from fpt_bench.api.backbone_checkpoint import SUFFIX, BackboneCheckpoint, read_backbone_checkpoint
 from fpt_bench.api.checkpoint_schema import Architecture, brief
+from fpt_bench.infra.safe_read import child_path
 
 KINDS = ("pretrained", "random", "stats", "checkpoint", "result")
 TRANSFORMER_WEIGHTS = KINDS
@@ -214,7 +215,11 @@ def checkpoint_file(source: WeightSource) -> Path:
     if not result.provenance.saved_backbone:
         raise UserError(f"result {source.path} has no saved backbone; rerun that cell with --save-backbone "
                         f"(finished cells rerun when their backbone file is missing)")
-    return source.path.parent / result.provenance.saved_backbone
+    name = result.provenance.saved_backbone
+    if not name.endswith(SUFFIX):
+        raise CorruptFileError(f"{source.path}: provenance.saved_backbone {name!r} is not a saved backbone's name "
+                               f"(*{SUFFIX}); refusing to follow it")
+    return child_path(source.path.parent, name, "provenance.saved_backbone", source.path)
 
 
 def open_checkpoint(source: WeightSource, kind: str, schema: type[Architecture] | None = None) -> BackboneCheckpoint:

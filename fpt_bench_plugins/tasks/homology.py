@@ -39,6 +39,7 @@ from fpt_bench import (
 from fpt_bench.datastore import safepickle
 from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
 from fpt_bench.datastore.files import Manifest, prepare_files, provenance, require_files
+from fpt_bench.infra.safe_read import open_regular
 
 TOKENIZER_VERSION = 1
 URL = "http://s3.amazonaws.com/songlabdata/proteindata/data_pytorch/remote_homology.tar.gz"
@@ -94,6 +95,7 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
     """A TAPE LMDB directory: ``num_examples`` -> int, ``str(i)`` -> dict, all pickled."""
     import lmdb
 
+    open_regular(folder / "data.mdb", "LMDB data file").close()  # a fifo there would block LMDB's open
     try:
         env = lmdb.open(str(folder), readonly=True, lock=False, readahead=False, subdir=True, max_readers=4)
     except lmdb.Error as exc:
@@ -128,7 +130,8 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
 
 def read_json(path: Path) -> list[dict[str, Any]]:
     try:
-        records = json.loads(path.read_text())
+        with open_regular(path, "TAPE JSON file") as handle:  # a fifo or a device is refused, not read forever
+            records = json.loads(handle.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CorruptFileError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:

@@ -42,6 +42,7 @@ from fpt_bench import (
 )
 from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
 from fpt_bench.datastore.files import Manifest, check_files, prepare_files, provenance, require_files
+from fpt_bench.infra.safe_read import open_regular
 from fpt_bench_plugins.tasks import listops_gen
 
 TOKENIZER_VERSION = 1
@@ -96,7 +97,8 @@ def tokenize(source: bytes, protocol: str = "default") -> np.ndarray:
 def read_tsv(path: Path, protocol: str = "default") -> RaggedTokens:
     """An LRA ListOps TSV file (header ``Source<TAB>Target``) as token ids and labels."""
     try:
-        raw = path.read_bytes()
+        with open_regular(path, "data file") as handle:  # a fifo or a device is refused, not read forever
+            raw = handle.read()
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc})") from None
     lines = raw.split(b"\n")

@@ -42,6 +42,7 @@ from fpt_bench import (
 from fpt_bench.datastore import safepickle
 from fpt_bench.datastore.bounded import DECOMPRESS_ERRORS, at_end, check_promise, open_data, read_upto
 from fpt_bench.datastore.files import FileState, prepare_files, provenance, require_files
+from fpt_bench.infra.safe_read import open_regular
 from fpt_bench_plugins.tasks.image_augment import crop_flip_rotate, patchify, unpatchify
 
 CITATION = "Lu, Grover, Abbeel, Mordatch. Pretrained Transformers as Universal Computation Engines. 2021."
@@ -225,7 +226,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     The file is a pickled dict (Python 2: loaded with latin-1, keys str; re-pickled copies may have bytes keys)
     with ``data`` (N, 3072) uint8 -- 1024 R, 1024 G, 1024 B, row-major -- and ``labels``."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, "CIFAR batch") as handle:  # a fifo or a device is refused, not read forever
             entry = safepickle.load(handle, str(path), encoding="latin1")
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc})") from None
