@@ -149,7 +149,11 @@ def _tidy(path: Path) -> None:
     """A finished cell whose checkpoint is still there (its writer was killed after writing the result): remove
     the leftovers, under the cell's lock (skipped when someone else holds it)."""
     lock = CellLock(path)
-    if lock.acquire():
+    try:
+        claimed = lock.acquire()
+    except UserError:  # a folder where the lock belongs: nothing to tidy now (a run of the cell says so)
+        return
+    if claimed:
         try:
             remove_leftovers(path, keep_checkpoint=False)
         finally:

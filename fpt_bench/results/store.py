@@ -88,7 +88,7 @@ def remove_leftovers(result: Path, keep_checkpoint: bool = True) -> list[Path]:
     names = (result.name, checkpoint_path(result).name, selected_params_path(result).name)
     doomed = [p for name in names for p in result.parent.glob(f".{name}.*.tmp")]
     ckpt = checkpoint_path(result)
-    if not keep_checkpoint and ckpt.exists():
+    if not keep_checkpoint and ckpt.is_file():  # a folder there is reported when the cell is claimed
         try:
             finished = read_result(result).status != "failed"
         except CorruptFileError:
