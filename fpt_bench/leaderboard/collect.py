@@ -107,13 +107,14 @@ def load_results(paths: Iterable[Path]) -> tuple[list[Loaded], list[str]]:
 
 
 def one_per_seed(results: list[Loaded]) -> tuple[list[Loaded], list[str]]:
-    """The results with one per (cell, seed) once options are normalised (``consistency.cell_key``): the
-    earliest written (then the first path) is kept, each other is refused with the one it duplicates."""
-    from fpt_bench.leaderboard.consistency import cell_key
+    """The results with one per (cell, seed) once options are normalised (``consistency.cell_key``). Of twins,
+    the plainest spelling (fewest options given) is kept, then the earliest written, then the first path; each
+    other is refused with the one it duplicates."""
+    from fpt_bench.leaderboard.consistency import cell_key, options_given
 
     first: dict[str, Loaded] = {}
     refused: list[str] = []
-    for x in sorted(results, key=lambda x: (x.result.provenance.created_at, str(x.path))):
+    for x in sorted(results, key=lambda x: (options_given(x.result), x.result.provenance.created_at, str(x.path))):
         key = cell_key(x.result)
         if key in first:
             refused.append(f"{x.path}: refused: the same cell and seed as {first[key].path} once options are "

@@ -131,3 +131,9 @@ def cell_key(result: CellResult, host: Any = None) -> str:
            "policy": c.policy, "policy_args": _options(host.policies, c.policy, c.policy_args),
            "profile": c.profile, "seed": c.seed, "hparams": hparams}
     return json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def options_given(result: CellResult) -> int:
+    """How many options a result's cell spells out (of twins, the one with fewest is kept)."""
+    c = result.cell
+    return len(c.task_args) + len(c.backbone_args) + len(c.policy_args)
