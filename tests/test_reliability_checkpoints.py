@@ -194,9 +194,10 @@ def resumable(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _trainer_parts(resumable: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer]:
+    from fpt_bench.training.speed import adam
+
     trainable = {n: torch.nn.Parameter(t.clone()) for n, t in resumable["raw"]["params"].items()}
-    hp = resumable["hparams"]
-    return trainable, torch.optim.Adam(list(trainable.values()), lr=hp.lr, weight_decay=hp.weight_decay)
+    return trainable, adam(list(trainable.values()), resumable["hparams"], torch.device("cpu"))[0]  # as the trainer
 
 
 def _check(resumable: dict[str, Any], state: Any, path: Path) -> dict[str, Any] | None:

@@ -291,13 +291,17 @@ def _complex(real: Any = 0, imag: Any = 0) -> complex:
 
 
 # ----------------------------------------------------------------------------------------- resolving
+_LEAVES = (bool, int, float, complex, str, bytes, bytearray)
 def _resolve(value: Any, depth: int, done: dict[int, Any]) -> Any:
     """``value`` with every stand-in replaced by its numpy object (containers changed in place where mutable,
     rebuilt where not); refuses nesting deeper than ``MAX_DEPTH``."""
     if isinstance(value, _Stand):
         return value.resolved()
     if not isinstance(value, list | dict | tuple | set | frozenset):
-        return value
+        if value is None or isinstance(value, _LEAVES):
+            return value
+        # a bare reference (``numpy.dtype`` itself, ``set`` never called): a callable is not data
+        raise _Refused(f"a reference to {getattr(value, '__qualname__', type(value).__name__)} in place of data")
     key = id(value)
     if key in done:
         return done[key]

@@ -24,7 +24,6 @@ from fpt_bench.api.specs import TrainHParams
 from fpt_bench.infra.safe_read import open_regular
 
 Tensors = dict[str, torch.Tensor]
-GROUP_SETTINGS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")  # what the cell's hparams fix
 
 
 class _Strict(BaseModel):
@@ -162,28 +161,39 @@ def optimizer_problems(saved: dict[str, Any], optimizer: torch.optim.Optimizer, 
         return ["its optimizer state is not an optimizer's state_dict"]
     if len(groups) != len(fresh["param_groups"]):
         return [f"its optimizer has {len(groups)} parameter group(s), this cell's {len(fresh['param_groups'])}"]
-    shapes: dict[int, torch.Size] = {}
+    shapes: dict[int, torch.Tensor] = {}
+    amsgrad = False
     params = list(trainable.values())
     for mine, theirs in zip(fresh["param_groups"], groups, strict=True):
         if not isinstance(theirs, dict) or theirs.get("params") != mine["params"]:
             return ["its optimizer's parameter groups do not list this cell's parameters"]
-        changed = [k for k in GROUP_SETTINGS if theirs.get(k) != mine.get(k)]
-        if changed:
-            return [f"its optimizer settings differ from the cell's ({', '.join(changed)})"]
-        shapes.update({index: params[index].shape for index in mine["params"] if index < len(params)})
+        changed = sorted(k for k in set(mine) | set(theirs) if k != "params" and theirs.get(k) != mine.get(k))
+        if changed:  # the cell's hyperparameters (lr, betas, ...) and this device's implementation (fused, ...)
+            return [f"its optimizer settings differ from the cell's ({', '.join(map(str, changed[:5]))})"]
+        amsgrad = bool(mine.get("amsgrad"))
+        shapes.update({index: params[index] for index in mine["params"] if index < len(params)})
+    keys = {"step", "exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if amsgrad else ())}
     for index, entry in state.items():
         if index not in shapes or not isinstance(entry, dict):
             return [f"its optimizer state names parameter {index!r}, which this cell does not have"]
+        if set(entry) != keys:
+            return [f"optimizer state {index} holds {sorted(map(str, entry))}, Adam's is {sorted(keys)}"]
         for key, value in entry.items():
-            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-                return [f"optimizer state {index}.{key} is not a float tensor"]
-            if not bool(torch.isfinite(value).all()):
-                return [f"optimizer state {index}.{key} is not finite"]
-            if key == "step":
-                if value.numel() != 1 or not 1 <= float(value) <= step:
-                    return [f"optimizer state {index}.step is {value.tolist()}, not a count up to {step}"]
-            elif value.shape != shapes[index]:
-                return [f"optimizer state {index}.{key} is {list(value.shape)}, the parameter "
-                        f"{list(shapes[index])}"]
+            problem = _state_problem(key, value, shapes[index], step)
+            if problem:
+                return [f"optimizer state {index}.{key} {problem}"]
     return []
+
+
+def _state_problem(key: str, value: Any, param: torch.Tensor, step: int) -> str:
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        return "is not a float tensor"
+    if not bool(torch.isfinite(value).all()):
+        return "is not finite"
+    if key == "step":
+        if value.shape != () or value.dtype != torch.float32 or not 1 <= float(value) <= step:
+            return f"is {value.dtype} {value.tolist()}, not a count up to {step}"
+    elif value.shape != param.shape or value.dtype != param.dtype:
+        return f"is {value.dtype} {list(value.shape)}, the parameter {param.dtype} {list(param.shape)}"
+    return ""
 
