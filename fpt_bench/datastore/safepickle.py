@@ -150,8 +150,9 @@ def _shape_of(shape: Any, what: str) -> tuple[int, ...]:
     if isinstance(shape, int) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, tuple | list) or len(shape) > 32 or not all(
-            type(n) is int and n >= 0 for n in shape):
-        raise _Refused(f"{what} with shape {shape!r} (not a tuple of non-negative integers)")
+            type(n) is int and 0 <= n < 2**63 for n in shape):
+        raise _Refused(f"{what} whose shape is not a tuple of at most 32 counts below 2**63")  # no repr: a
+        # forged count may have millions of digits
     return tuple(shape)
 
 

@@ -226,7 +226,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     The file is a pickled dict (Python 2: loaded with latin-1, keys str; re-pickled copies may have bytes keys)
     with ``data`` (N, 3072) uint8 -- 1024 R, 1024 G, 1024 B, row-major -- and ``labels``."""
     try:
-        with open_regular(path, "CIFAR batch") as handle:  # a fifo or a device is refused, not read forever
+        with open_regular(path, "CIFAR batch", 1 << 30) as handle:  # a fifo or a device is refused; ~30 MB each
             entry = safepickle.load(handle, str(path), encoding="latin1")
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc})") from None
