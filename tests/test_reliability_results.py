@@ -109,7 +109,7 @@ def _seeds(root: Path, values: list[float]) -> list[Path]:
 @pytest.mark.parametrize("padding", [{"task_args": {"n_val": 500}}, {"task_args": {"n_test": 1000, "n_val": 500}},
                                      {"backbone_args": {"weights": "random", "n_layers": 2, "n_embd": 32,
                                                         "n_head": 2, "dropout": 0.1}},
-                                     {"task_args": {"n_val": 500.0}}])
+                                     {"task_args": {"n_val": 500.0}}, {"task_args": {"protocol": "default"}}])
 def test_a_copy_with_a_no_op_option_counts_once(tmp_path: Path, padding: dict[str, Any]) -> None:
     """The issue's case: three seeds, then seed 0 again with an option spelled out at its default value (a
     different config hash, the same experiment), even written earlier. The copy is refused (of twins the

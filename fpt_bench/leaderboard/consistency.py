@@ -127,7 +127,11 @@ def cell_key(result: CellResult, host: Any = None) -> str:
         hparams: Any = TrainHParams(**c.hparams).model_dump(mode="json")
     except Exception:  # noqa: BLE001 - the validator reports bad hyperparameters; here they are only compared
         hparams = c.hparams
-    key = {"task": c.task, "task_version": c.task_version, "task_args": _options(host.tasks, c.task, c.task_args),
+    # the harness reads a missing protocol as "default" (CellInfo.protocol): spelling it out changes nothing, even
+    # for a task whose options do not list it
+    task_args = {k: v for k, v in c.task_args.items() if not (k == "protocol" and v == "default")}
+    key = {"task": c.task, "task_version": c.task_version, "protocol": c.protocol,
+           "task_args": _options(host.tasks, c.task, task_args),
            "backbone": c.backbone, "backbone_args": _options(host.backbones, c.backbone, c.backbone_args),
            "policy": c.policy, "policy_args": _options(host.policies, c.policy, c.policy_args),
            "profile": c.profile, "seed": c.seed, "hparams": hparams}
