@@ -64,8 +64,6 @@ FORGERIES: dict[str, tuple[Callable[[dict[str, Any]], None], dict[str, Any], str
                             "test_splits has one split"),
     "ok without test_accuracy_final": (_set("metrics.test_accuracy_final", None), {}, "lacks test_accuracy_final"),
     "ok without best_step": (_set("metrics.best_step", None), {}, "lacks best_step"),
-    "failed with accuracies": (_set("metrics.val_accuracy", 0.5), {"status": "failed", "val": None, "test": None},
-                               "a failed result states accuracies"),
     "ok after fewer steps than asked": (_set("timing.steps", 2), {}, "after 2 steps"),
     "accuracy above 1": (_set("metrics.test_splits", {"a": 1.5, "b": 0.5}), {}, "outside [0, 1]"),
 }

@@ -13,7 +13,7 @@ is what reruns a cell):
   is the last point's value; ``train_loss`` the last training loss the curve records;
 - ``test_accuracy`` is the mean of ``test_splits`` when a task has several (and ``test_splits`` is empty or has
   several); when the selected step is the last one, ``test_accuracy`` equals ``test_accuracy_final`` (one test
-  pass serves both); an ``ok`` result has every accuracy, a ``failed`` one none;
+  pass serves both); an ``ok`` result has every accuracy (a ``failed`` one's numbers are never counted);
 - ``provenance.saved_backbone`` is a plain file name (``*.backbone.safetensors``) in the result's folder.
 
 Test accuracies at other steps are not in the curve (the test split is evaluated at the end only), so a forged
@@ -93,11 +93,6 @@ def _metric_relations(result: CellResult) -> list[str]:
             problems.append(f"metrics.test_accuracy ({m.test_accuracy}) differs from test_accuracy_final "
                             f"({m.test_accuracy_final}), though the selected step is the last one (one test pass "
                             f"gives both)")
-    if result.status == "failed":
-        stated = [k for k in ("test_accuracy", "test_accuracy_final", "val_accuracy", "val_accuracy_final")
-                  if getattr(m, k) is not None]
-        if stated or m.curve:
-            problems.append("a failed result states accuracies or a learning curve")
     return problems
 
 
