@@ -155,6 +155,9 @@ def test_real_world_numpy_pickles_still_load() -> None:
             assert type(got) is type(want) and got.dtype == want.dtype and np.array_equal(got, want), key
             if isinstance(got, np.ndarray):
                 assert got.flags.writeable and got.flags.f_contiguous == want.flags.f_contiguous, key
+    big = np.random.default_rng(0).integers(0, 256, (700, 3072), dtype=np.uint8)  # 2 MB: beyond any slack
+    for protocol in range(6):  # at protocol 2 its bytes travel as a str through _codecs.encode, then are copied
+        assert np.array_equal(safepickle.loads(pickle.dumps({"data": big}, protocol=protocol), "big")["data"], big)
     raw = bytes(range(256)) * 12  # 3072 bytes: one CIFAR image, every byte value (latin-1 round trip)
     cifar = (b"\x80\x02" + b"}" + b"U\x04data" + glob("numpy.core.multiarray", "_reconstruct")
              + glob("numpy", "ndarray") + integer(0) + b"\x85" + b"U\x01b" + b"\x87R" + MARK + integer(1)

@@ -15,8 +15,8 @@ many bytes as its shape and dtype need (copied once, so it is writable). The sta
 structure only until loading ends; then each is replaced by the array, scalar or dtype it stands for.
 
 Resources are bounded by the pickle's own size: the bytes that arrays, ``bytearray``, ``_codecs.encode`` and
-``set``/``frozenset`` make may not exceed the input's size (a pickle can reuse one large object many times at a
-few bytes each), and containers nest at most ``MAX_DEPTH`` deep.
+``set``/``frozenset`` make may not exceed a small multiple of the input's size (a pickle can reuse one large
+object many times at a few bytes each), and containers nest at most ``MAX_DEPTH`` deep.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from fpt_bench.api.errors import CorruptFileError
 
 MAX_DEPTH = 100  # CIFAR batches and TAPE records nest 3 deep
 _SLACK = 1 << 16  # bytes every pickle may make beyond its own size (tiny pickles of a few empty arrays)
+# an honest pickle makes each input byte into at most a few objects: at protocol 2, Python 3 writes an array's
+# data as a str that ``_codecs.encode`` turns into bytes that the array then copies (2 copies of <= the input)
+_FACTOR = 4
 # a plain type string: bool, integers, floats, complex, fixed-size bytes and unicode (no byte order: it comes from
 # the state, as numpy writes it; older numpy wrote it into the string)
 _PLAIN_TYPE = re.compile(r"[<>|=]?(?:b1|\?|[iu][1248]|f[248]|c(?:8|16)|[SU][1-9][0-9]{0,5})")
@@ -60,7 +63,7 @@ class _Budget:
     """Bytes the unpickled objects may still make (see the module docstring)."""
 
     def __init__(self, size: int) -> None:
-        self.left = size + _SLACK
+        self.left = _FACTOR * size + _SLACK
 
     def take(self, n: int, what: str) -> None:
         self.left -= n
@@ -199,28 +202,42 @@ class _Scalar(_Stand):
     kind = "scalar"
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()``: how protocols 0-2 write an empty bytes object (others go through ``_codecs.encode``)."""
+    if args:
+        raise _Refused("bytes(...) with arguments is not plain data")
+    return b""
+
+
+def _complex(real: Any = 0, imag: Any = 0) -> complex:
+    if not all(isinstance(x, int | float) for x in (real, imag)):
+        raise _Refused("complex() of anything but numbers is not plain data")
+    return complex(real, imag)
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, handle: io.BytesIO, encoding: str, size: int) -> None:
         super().__init__(handle, encoding=encoding)
         self.budget = _Budget(size)
 
+    _GLOBALS = {  # (module, name) -> the stand-in's attribute; __builtin__: Python 2 pickles
+        ("_codecs", "encode"): "_latin1_encode", ("numpy", "dtype"): "_dtype", ("numpy", "ndarray"): "_ndarray",
+        ("numpy._core.multiarray", "_reconstruct"): "_reconstruct", ("numpy._core.multiarray", "scalar"): "_scalar",
+        ("numpy._core.numeric", "_frombuffer"): "_frombuffer",
+        **{(module, name): attribute for module in ("builtins", "__builtin__") for name, attribute in (
+            ("set", "_set"), ("frozenset", "_frozenset"), ("complex", "_complex"), ("bytearray", "_bytearray"),
+            ("bytes", "_empty_bytes"))},
+    }
+    _dtype = staticmethod(_dtype)
+    _ndarray = _NDARRAY
+
     def find_class(self, module: str, name: str) -> Any:
         if module.startswith("numpy.core"):
             module = "numpy._core" + module[len("numpy.core"):]
-        found = {
-            ("_codecs", "encode"): self._latin1_encode,
-            ("numpy", "dtype"): _dtype,
-            ("numpy", "ndarray"): _NDARRAY,
-            ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
-            ("numpy._core.multiarray", "scalar"): self._scalar,
-            ("numpy._core.numeric", "_frombuffer"): self._frombuffer,
-        }.get((module, name))
-        if found is None and module in ("builtins", "__builtin__"):  # __builtin__: Python 2 pickles
-            found = {"set": self._set, "frozenset": self._frozenset, "complex": _complex,
-                     "bytearray": self._bytearray, "bytes": _empty_bytes}.get(name)
-        if found is None:
+        attribute = self._GLOBALS.get((module, name))
+        if attribute is None:
             raise _Refused(f"it refers to {module}.{name}, which is not plain data")
-        return found
+        return getattr(self, attribute)
 
     # every stand-in is a function (not a type), so the NEWOBJ opcode, which calls cls.__new__, refuses it
     def _reconstruct(self, cls: Any, shape: Any = (0,), typecode: Any = b"b") -> _Array:
@@ -263,6 +280,9 @@ class _Unpickler(pickle.Unpickler):
             return bytearray(source, encoding)
         raise _Refused(f"bytearray({type(source).__name__}, ...) is not plain data")
 
+    _complex = staticmethod(_complex)
+    _empty_bytes = staticmethod(_empty_bytes)
+
     def _set(self, items: Any = ()) -> set[Any]:
         return set(self._items(items, "set"))
 
@@ -278,51 +298,45 @@ class _Unpickler(pickle.Unpickler):
         return items
 
 
-def _empty_bytes(*args: Any) -> bytes:
-    """``bytes()``: how protocols 0-2 write an empty bytes object (others go through ``_codecs.encode``)."""
-    if args:
-        raise _Refused("bytes(...) with arguments is not plain data")
-    return b""
-
-
-def _complex(real: Any = 0, imag: Any = 0) -> complex:
-    if not all(isinstance(x, int | float) for x in (real, imag)):
-        raise _Refused("complex() of anything but numbers is not plain data")
-    return complex(real, imag)
-
-
 # ----------------------------------------------------------------------------------------- resolving
-_LEAVES = (bool, int, float, complex, str, bytes, bytearray)
+_LEAF_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray})
+_CONTAINERS = frozenset({list, dict, tuple, set, frozenset})
 def _resolve(value: Any, depth: int, done: dict[int, Any]) -> Any:
     """``value`` with every stand-in replaced by its numpy object (containers changed in place where mutable,
-    rebuilt where not); refuses nesting deeper than ``MAX_DEPTH``."""
+    rebuilt where not); refuses anything else that is not data, and nesting deeper than ``MAX_DEPTH``.
+    Leaves are tested by exact type (the unpickler makes no subclasses), which keeps big label lists cheap."""
+    kind = type(value)
+    if kind in _LEAF_TYPES:
+        return value
     if isinstance(value, _Stand):
         return value.resolved()
-    if not isinstance(value, list | dict | tuple | set | frozenset):
-        if value is None or isinstance(value, _LEAVES):
-            return value
+    if kind not in _CONTAINERS:
         # a bare reference (``numpy.dtype`` itself, ``set`` never called): a callable is not data
-        raise _Refused(f"a reference to {getattr(value, '__qualname__', type(value).__name__)} in place of data")
+        raise _Refused(f"a reference to {getattr(value, '__qualname__', kind.__name__)} in place of data")
     key = id(value)
     if key in done:
         return done[key]
     if depth > MAX_DEPTH:
         raise _Refused(f"containers nested more than {MAX_DEPTH} deep")
     done[key] = value  # a cycle back to this container sees it as it is
-    if isinstance(value, list):
+    if kind is list:
         for i, item in enumerate(value):
-            value[i] = _resolve(item, depth + 1, done)
+            if type(item) not in _LEAF_TYPES:
+                value[i] = _resolve(item, depth + 1, done)
         return value
-    if isinstance(value, dict):
-        for k in list(value):
-            if _resolve(k, depth + 1, done) is not k:
+    if kind is dict:
+        for k, item in list(value.items()):
+            if type(k) not in _LEAF_TYPES and _resolve(k, depth + 1, done) is not k:
                 raise _Refused("a numpy array or scalar in a dict key")
-            value[k] = _resolve(value[k], depth + 1, done)
+            if type(item) not in _LEAF_TYPES:
+                value[k] = _resolve(item, depth + 1, done)
+        return value
+    if all(type(item) in _LEAF_TYPES for item in value):
         return value
     items = [_resolve(item, depth + 1, done) for item in value]
     if all(a is b for a, b in zip(items, value, strict=True)):
         return value
-    rebuilt = type(value)(items)
+    rebuilt = kind(items)
     done[key] = rebuilt
     return rebuilt
 
