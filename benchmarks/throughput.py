@@ -309,15 +309,15 @@ def measure_cache(task_name: str, args: argparse.Namespace, device: torch.device
 
     forward()
     forward_s = statistics.median(timed(forward, device) for _ in range(3))
-    with speed.threads_for_cached_steps(cached):  # as Trainer.run does
+    with speed.threads_for_cached_steps():  # as Trainer.run does
         build = timed(cached.use_feature_cache, device)
-        assert cached.out.speed["feature_cache"], cached.out.speed["feature_cache_reason"]
+        assert cached.out.speed.feature_cache, cached.out.speed.feature_cache_reason
         first = timed(lambda: [cached._step(s) for s in range(per_epoch)], device)
         second = timed(lambda: [cached._step(s) for s in range(per_epoch, 2 * per_epoch)], device)
     return {"task": task_name, "examples": n, "batch_size": bsz, "uncached_epoch_s": sum(uncached),
             "cache_build_s": build, "cached_first_epoch_s": first + build, "cached_epoch_s": second,
             "epoch_speedup": sum(uncached) / second, "output_only_step_over_forward":
-            statistics.median(uncached) / forward_s, "cache_mb": cached.out.speed["feature_cache_mb"]}
+            statistics.median(uncached) / forward_s, "cache_mb": cached.out.speed.feature_cache_mb}
 
 
 # -------------------------------------------------------------------------------------------- report

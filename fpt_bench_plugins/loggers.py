@@ -25,6 +25,7 @@ from typing import Any
 from fpt_bench import hookimpl
 
 ENV_PREFIX = "FPT_BENCH_LOG_"
+LOG_KINDS = ("jsonl", "csv", "tensorboard")  # what `fpt-bench run --log KIND=...` accepts for these loggers
 CSV_COLUMNS = ["time", "event", "cell", "task", "backbone", "policy", "seed", "profile", "step", "status",
                "train_loss", "val_accuracy", "test_accuracy", "wall_seconds", "error"]
 _writers: dict[str, Any] = {}  # cell config hash -> TensorBoard SummaryWriter

@@ -18,9 +18,11 @@ from fpt_bench.api.errors import UserError
 from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.api.task import Batch
+from fpt_bench.infra.safe_read import open_regular
 from fpt_bench.leaderboard.validate import cell_config, check_result_file
 from fpt_bench.results.schema import CellResult
 from fpt_bench.results.store import checkpoint_path, selected_params_path
+from fpt_bench.training.resume_check import tensor_problems
 
 
 @dataclass
@@ -44,7 +46,10 @@ def load_trained(result_file: Path, host: Any) -> Rebuilt:
         raise UserError(f"{result_file}: no trained parameters next to it ({selected_params_path(result_file)}); "
                         f"rerun the cell with `fpt-bench run ... --keep-checkpoints --overwrite always`")
     try:
-        state = torch.load(params_file, map_location="cpu", weights_only=True)
+        with open_regular(params_file, "parameter file") as handle:  # a fifo would block torch.load
+            state = torch.load(handle, map_location="cpu", weights_only=True)
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise UserError(f"{params_file}: not a readable parameter file ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("config_hash") != result.provenance.config_hash:
@@ -60,11 +65,17 @@ def load_trained(result_file: Path, host: Any) -> Rebuilt:
     model = FPTModel(spec, module)
     policy = host.policies.get(cell.policy)
     policy.apply(model, policy.options(cell.policy_args))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     params = state.get("params", {})
-    if set(params) != trainable:
+    if not isinstance(params, dict) or not all(isinstance(v, torch.Tensor) for v in params.values()):
+        raise UserError(f"{params_file}: its 'params' are not a dict of tensors")
+    if set(params) != set(trainable):
         raise UserError(f"{params_file}: its parameters do not fit the rebuilt model (missing "
-                        f"{sorted(trainable - set(params))[:3]}, unexpected {sorted(set(params) - trainable)[:3]})")
+                        f"{sorted(set(trainable) - set(params))[:3]}, unexpected "
+                        f"{sorted(set(params) - set(trainable))[:3]})")
+    problems = tensor_problems("params", params, trainable)  # shapes, dtypes, finite values
+    if problems:
+        raise UserError(f"{params_file}: its parameters do not fit the rebuilt model ({problems[0]})")
     named = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in params.items():

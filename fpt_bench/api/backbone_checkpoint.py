@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from fpt_bench.api import checkpoint_schema
 from fpt_bench.api.errors import CorruptFileError, UserError
 
 FORMAT = "fpt-bench-backbone"
@@ -91,6 +93,15 @@ class BackboneCheckpoint:
     origin: dict[str, Any]
     cell: dict[str, Any]
     aliases: dict[str, str]
+    tensors: checkpoint_schema.Header = field(default_factory=dict)  # name -> (shape, dtype), from the header
+
+    def build(self, make: Callable[[], checkpoint_schema.M]) -> checkpoint_schema.M:
+        """The module ``make()`` builds from ``architecture``, with this checkpoint's weights. ``make`` is first
+        run on the meta device and its state must match the file's tensors (names, shapes), so a forged
+        architecture allocates nothing and is one clear error."""
+        module = checkpoint_schema.build_checked(self.path, self.backbone, self.tensors, self.aliases, make)
+        self.load_into(module)
+        return module
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
@@ -101,7 +112,9 @@ class BackboneCheckpoint:
         return state
 
     def load_into(self, module: nn.Module) -> None:
-        """Copy the weights into ``module`` (built from ``architecture``); every key must match."""
+        """Copy the weights into ``module`` (built from ``architecture``); every key and shape must match."""
+        if self.tensors:
+            checkpoint_schema.check_fits(self.path, self.backbone, self.tensors, self.aliases, module)
         state = self.state_dict()
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
@@ -120,12 +133,17 @@ def read_backbone_checkpoint(path: Path) -> BackboneCheckpoint:
     """Read the metadata of a harness backbone checkpoint; a missing or foreign file is one clear error."""
     from safetensors import safe_open
 
+    from fpt_bench.infra.safe_read import open_regular
+
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"backbone checkpoint {path} does not exist (save one with `fpt-bench run --save-backbone`)")
+    open_regular(path, "backbone checkpoint").close()  # a fifo or a device is refused before safetensors maps it
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
+            tensors = {name: (tuple(handle.get_slice(name).get_shape()), str(handle.get_slice(name).get_dtype()))
+                       for name in handle.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a broken header
         raise CorruptFileError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != FORMAT:
@@ -134,11 +152,7 @@ def read_backbone_checkpoint(path: Path) -> BackboneCheckpoint:
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path}: backbone checkpoint format {meta.get('format_version')!r} is not supported "
                         f"(this fpt-bench reads version {FORMAT_VERSION})")
-    try:
-        return BackboneCheckpoint(
-            path=path.resolve(), backbone=meta["backbone"], architecture=json.loads(meta["architecture"]),
-            origin=json.loads(meta.get("origin", "{}")), cell=json.loads(meta.get("cell", "{}")),
-            aliases=json.loads(meta.get("aliases", "{}")),
-        )
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"{path}: broken fpt-bench backbone metadata ({exc})") from None
+    parsed = checkpoint_schema.parse_metadata(path, meta)
+    checkpoint_schema.check_tensors(path, tensors, parsed.aliases, parsed.architecture)
+    return BackboneCheckpoint(path=path.resolve(), backbone=parsed.backbone, architecture=parsed.architecture,
+                              origin=parsed.origin, cell=parsed.cell, aliases=parsed.aliases, tensors=tensors)

@@ -4,7 +4,10 @@ are variable-length token sequences (ListOps, TAPE, SCOPe) — one base class th
 A task lists its files as :class:`DataFile` (path in the data directory, url, md5). ``require_files`` checks them
 (checksums cached in the data directory's manifest) and raises one error saying what is missing and how to get it;
 ``prepare_files`` also downloads when asked (``fpt-bench data fetch``); ``files_provenance`` is what a result
-records about them. Pickled files from a download are untrusted: ``load_plain_pickle`` admits plain data only.
+records about them. Every file a task reads is untrusted: ``open_regular`` / ``read_bytes`` / ``read_text`` open
+regular files only, with a size bound (a fifo or ``/dev/zero`` is one clear error); ``open_data``, ``read_upto``,
+``check_promise`` and ``at_end`` read compressed files no further than their header promises (no decompression
+bomb); ``load_plain_pickle`` admits plain data only.
 
 :class:`TokenFileTask` reads a split's file once, tokenises it, caches the tokens as Arrow files in the data
 directory (keyed by the file's checksum and whatever else the tokens depend on), and hands the harness the split
@@ -21,15 +24,18 @@ from pydantic import BaseModel
 
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.task import DataFile, SplitData, Task
+from fpt_bench.datastore.bounded import DECOMPRESS_ERRORS, at_end, check_promise, open_data, read_upto
 from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
 from fpt_bench.datastore.files import FileState, Manifest, check_files, require_files
 from fpt_bench.datastore.files import provenance as files_provenance
 from fpt_bench.datastore.importer import prepare_files
 from fpt_bench.datastore.safepickle import load as load_plain_pickle
 from fpt_bench.datastore.safepickle import loads as loads_plain_pickle
+from fpt_bench.infra.safe_read import open_regular, read_bytes, read_text
 
-__all__ = ["DataFile", "FileState", "RaggedTokens", "TokenFileTask", "cached_tokens", "check_files", "file_md5",
-           "files_provenance", "load_plain_pickle", "loads_plain_pickle", "prepare_files", "require_files"]
+__all__ = ["DECOMPRESS_ERRORS", "DataFile", "FileState", "RaggedTokens", "TokenFileTask", "at_end", "cached_tokens",
+           "check_files", "check_promise", "file_md5", "files_provenance", "load_plain_pickle", "loads_plain_pickle",
+           "open_data", "open_regular", "prepare_files", "read_bytes", "read_text", "read_upto", "require_files"]
 
 
 def file_md5(data_dir: Path, path: Path) -> str:

@@ -17,6 +17,7 @@ from torch import nn
 
 from fpt_bench.api.backbone import Backbone, BackboneModule
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.structure import TransformerOptions
 from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_
 
@@ -48,9 +49,11 @@ class TransformerBackbone(Backbone):
     ``checkpoint_module`` (each gets the provenance dict to keep and may add to it), ``source`` and ``finish``.
 
     ``kind`` is the architecture tag written into backbone checkpoints (``BackboneModule.architecture()["kind"]``);
-    a checkpoint of another kind is refused with the backbone to use instead."""
+    a checkpoint of another kind is refused with the backbone to use instead, and ``architecture_schema`` (a pydantic
+    model of what ``architecture()`` writes) validates a checkpoint's metadata before anything is built."""
 
     kind: ClassVar[str]
+    architecture_schema: ClassVar[type[Architecture] | None] = None  # what a saved backbone's architecture holds
     random_init: ClassVar[str] = "transformers default (normal, std 0.02)"
 
     def source(self, options: BaseModel) -> str | None:
@@ -67,7 +70,8 @@ class TransformerBackbone(Backbone):
 
     def checkpoint_module(self, checkpoint: BackboneCheckpoint, options: Any, max_len: int,
                           provenance: dict[str, Any]) -> TransformerModule:
-        """A module of ``checkpoint.architecture``, weights not loaded yet (the builder loads and checks them)."""
+        """A module of ``checkpoint.architecture``, weights not loaded yet (the builder builds it on the meta device
+        first, checks it against the file's tensors, then builds it again and loads them)."""
         raise NotImplementedError
 
     def finish(self, module: TransformerModule, options: Any, max_len: int) -> None:
@@ -79,9 +83,10 @@ class TransformerBackbone(Backbone):
         if weights.kind == "random":
             module = self.random_module(options, max_len, {"weights": "random", "init": self.random_init})
         elif weights.from_checkpoint:
-            checkpoint = open_checkpoint(weights, self.kind)
-            module = self.checkpoint_module(checkpoint, options, max_len, checkpoint_provenance(checkpoint))
-            checkpoint.load_into(module)
+            checkpoint = open_checkpoint(weights, self.kind, self.architecture_schema)
+            origin = checkpoint_provenance(checkpoint)
+            # built first on the meta device and checked against the file's tensors, then for real and loaded
+            module = checkpoint.build(lambda: self.checkpoint_module(checkpoint, options, max_len, dict(origin)))
             what = str(checkpoint.path)
         else:
             source = self.source(options)

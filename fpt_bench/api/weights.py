@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint, read_backbone_checkpoint
-from fpt_bench.api.errors import UserError
+from fpt_bench.api.backbone_checkpoint import SUFFIX, BackboneCheckpoint, read_backbone_checkpoint
+from fpt_bench.api.checkpoint_schema import Architecture, brief
+from fpt_bench.api.errors import CorruptFileError, UserError
+from fpt_bench.infra.safe_read import child_path
 
 KINDS = ("pretrained", "random", "stats", "checkpoint", "result")
 WEIGHTS_HELP = ("pretrained | random (config only) | stats (Gaussian per tensor, pretrained mean/std) | "
@@ -93,10 +97,13 @@ def _offline() -> bool:
 def pretrained_error(source: str, exc: BaseException, what: str = "pretrained weights") -> UserError:
     """One clear message: where we looked, why it failed, how to get the files here."""
     is_dir = Path(source).expanduser().is_dir()
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+    if "ignore_mismatched_sizes" in first:  # transformers points at a report that stays silenced here
+        first = "the shapes of its weights do not match its config.json"
     if is_dir:
         where = f"the local directory {source}"
-        fix = "it needs config.json and model.safetensors (or pytorch_model.bin) as written by save_pretrained"
+        fix = ("it needs config.json and model.safetensors as written by save_pretrained (a pickled "
+               "pytorch_model.bin is never read from a folder: convert it to safetensors where you trust it)")
     else:
         offline = " (offline: HF_HUB_OFFLINE is set)" if _offline() else ""
         where = f"the Hugging Face cache {hub_cache_dir()} or the hub (id {source!r}){offline}"
@@ -155,13 +162,17 @@ def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, A
                     dtype: torch.dtype = torch.float32, **model_kwargs: Any) -> nn.Module:
     """``from_pretrained`` for a hub id or a local directory in ``dtype`` (float32 unless a backbone chooses its
     compute dtype), ``trust_remote_code=False``; one clear error when the weights are missing."""
+    local = resolve_source(source)
     try:
         with _quiet_transformers():
             model, info = model_class.from_pretrained(
-                resolve_source(source), trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
+                local, trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
                 output_loading_info=True, **_dtype_kwargs(dtype), **config_overrides, **model_kwargs,
+                # a local folder: safetensors only (a pickle is never read); the hub: safetensors when it has
+                # them, else transformers' weights_only loading
+                **({"use_safetensors": True} if local != source or Path(local).is_dir() else {}),
             )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pickle.UnpicklingError, RuntimeError) as exc:  # RuntimeError: tensor shapes
         raise pretrained_error(source, exc) from None
     # transformers' own load report (a table, also for checkpoint keys this encoder-only model does not use) is
     # silenced above; what matters for a frozen backbone is a weight the checkpoint lacks: it would be random.
@@ -226,16 +237,27 @@ def checkpoint_file(source: WeightSource) -> Path:
     if not result.provenance.saved_backbone:
         raise UserError(f"result {source.path} has no saved backbone; rerun that cell with --save-backbone "
                         f"(finished cells rerun when their backbone file is missing)")
-    return source.path.parent / result.provenance.saved_backbone
+    name = result.provenance.saved_backbone
+    if not name.endswith(SUFFIX):
+        raise CorruptFileError(f"{source.path}: provenance.saved_backbone {name!r} is not a saved backbone's name "
+                               f"(*{SUFFIX}); refusing to follow it")
+    return child_path(source.path.parent, name, "provenance.saved_backbone", source.path)
 
 
-def open_checkpoint(source: WeightSource, kind: str) -> BackboneCheckpoint:
-    """Read a harness backbone checkpoint and check it holds a backbone of ``kind`` (e.g. ``gpt2``)."""
+def open_checkpoint(source: WeightSource, kind: str, schema: type[Architecture] | None = None) -> BackboneCheckpoint:
+    """Read a harness backbone checkpoint and check it holds a backbone of ``kind`` (e.g. ``gpt2``) whose
+    architecture fits ``schema`` (the backbone's own model of it)."""
     checkpoint = read_backbone_checkpoint(checkpoint_file(source))
     saved_kind = checkpoint.architecture.get("kind")
     if saved_kind != kind:
         raise UserError(f"{checkpoint.path} holds a {saved_kind or checkpoint.backbone!r} backbone (saved by backbone "
                         f"{checkpoint.backbone!r}); load it with --backbone {checkpoint.backbone}")
+    if schema is not None:
+        try:
+            checkpoint.architecture = schema.model_validate(checkpoint.architecture).model_dump()
+        except ValidationError as exc:
+            raise CorruptFileError(f"{checkpoint.path}: its {kind} architecture metadata is broken "
+                                   f"({brief(exc)})") from None
     return checkpoint
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from fpt_bench.api.backbone_checkpoint import backbone_path
 from fpt_bench.api.cell import CellConfig
+from fpt_bench.api.errors import UserError
 from fpt_bench.cells.context import RunContext
-from fpt_bench.cells.locks import CellLock
+from fpt_bench.cells.locks import CellLock, check_cell_paths
 from fpt_bench.cells.runner import run_cell
 from fpt_bench.results.schema import CellResult
-from fpt_bench.results.store import read_result, remove_leftovers, should_run
+from fpt_bench.results.store import checkpoint_path, read_result, remove_leftovers, should_run
 from fpt_bench.training import distributed
 
 
@@ -21,8 +22,9 @@ from fpt_bench.training import distributed
 class CellOutcome:
     cell: CellConfig
     path: Path
-    result: CellResult | None  # None: skipped (finished earlier, or being run by another worker)
+    result: CellResult | None  # None: skipped (finished earlier, or being run by another worker) or not runnable
     note: str = ""
+    error: str = ""  # why the cell could not run at all (e.g. a folder where its lock belongs); nothing written
 
 
 Report = Callable[[CellOutcome], None]
@@ -42,19 +44,26 @@ def run_claimed(cell: CellConfig, path: Path, ctx: RunContext) -> CellOutcome:
     """Claim ``cell``, run it unless it finished meanwhile, release. Safe to call from any worker.
     Under torchrun, rank 0 claims and every rank follows its decision."""
     lock = CellLock(path)
-    note = ""
+    note = error = ""
     if distributed.is_main():
-        if not lock.acquire():
+        try:
+            check_cell_paths({"result": path, "lock": lock.path, "checkpoint": checkpoint_path(path)})
+            claimed = lock.acquire()
+        except UserError as exc:  # a folder where the lock belongs, say: this cell fails, the sweep goes on
+            claimed, error = False, str(exc)
+        if error:
+            note = "cannot run"
+        elif not claimed:
             note = "running elsewhere"
         elif ctx.overwrite != "always" and not needs_run(path, ctx):
             note = "finished elsewhere"
             remove_leftovers(path, keep_checkpoint=ctx.keep_checkpoints)
         else:
             remove_leftovers(path)  # temporary files of a writer that was killed: ours now, under the lock
-    note = distributed.broadcast(note)
+    note, error = distributed.broadcast((note, error))
     try:
         if note:
-            return CellOutcome(cell, path, None, note)
+            return CellOutcome(cell, path, None, note, error)
         return CellOutcome(cell, path, run_cell(cell, path, ctx))
     finally:
         lock.release()
@@ -64,7 +73,11 @@ def tidy(path: Path) -> None:
     """A finished cell whose checkpoint is still there (its writer was killed after writing the result): remove
     the leftovers, under the cell's lock (skipped when someone else holds it)."""
     lock = CellLock(path)
-    if lock.acquire():
+    try:
+        claimed = lock.acquire()
+    except UserError:  # a folder where the lock belongs: nothing to tidy now (a run of the cell says so)
+        return
+    if claimed:
         try:
             remove_leftovers(path, keep_checkpoint=False)
         finally:

@@ -14,11 +14,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from fpt_bench.api.cell import CellConfig
-from fpt_bench.api.errors import UserError
+from fpt_bench.api.errors import CorruptFileError, UserError
 from fpt_bench.api.hparams import HParamOverrides
 from fpt_bench.api.options import Flag, Strict, brief_validation_error
 from fpt_bench.cells.profiles import default_profile, resolve_hparams
 from fpt_bench.host.manager import Host
+from fpt_bench.infra.safe_read import read_bytes
+
+MAX_CONFIG_BYTES = 1 << 20  # a run config is a few lines
 
 
 class RunOptions(Strict):
@@ -105,11 +108,12 @@ class RunConfig(RunOptions):
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
+    if not Path(path).exists():
+        raise UserError(f"config file {path} does not exist")
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist") from None
+        return tomllib.loads(read_bytes(Path(path), MAX_CONFIG_BYTES, "config file").decode("utf-8"))
+    except CorruptFileError as exc:  # a folder, a fifo, a device, too large
+        raise UserError(f"config file {path} cannot be read: {str(exc).removeprefix(f'{path}: ')}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8 text
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
     except RecursionError:

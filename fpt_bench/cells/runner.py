@@ -85,6 +85,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
                  for s in spec.test_splits}
         data_info["val"] = val.info
         data_info.update({s: t.info for s, t in tests.items()})
+        _require_examples(cell.task, {"train": train_split, spec.val_split: val, **tests})
 
         torch.manual_seed(derive_seed(cell.seed, "model"))
         backbone_plugin = host.backbones.get(cell.backbone)
@@ -148,6 +149,14 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             checkpoint_path(result_file).unlink(missing_ok=True)
         host.emit("fpt_bench_cell_finished", cell=cell, result=result)
     return result
+
+
+def _require_examples(task: str, splits: dict[str, object]) -> None:
+    """An empty split would be scored 0.0 (or divide by zero): the cell fails with a user error instead."""
+    for name, split in splits.items():
+        if split is not None and len(split) == 0:  # type: ignore[arg-type]
+            raise UserError(f"task {task!r}: the {name!r} split has no examples; check the task's data files "
+                            f"(`fpt-bench data status {task}`) and its options")
 
 
 def _save_backbone(model: FPTModel, result_file: Path, cell: CellConfig, outcome) -> str:  # type: ignore[no-untyped-def]

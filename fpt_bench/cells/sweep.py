@@ -62,6 +62,9 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
         left = "ETA after the first cell" if eta is None else f"ETA ~{clock_text(eta)}"
         head = f"[{finished}/{total}, {clock_text(time.perf_counter() - started)}, {left}]"
         r = outcome.result
+        if outcome.error:
+            print(f"{head} failed   {outcome.cell.label()}  {outcome.error}", file=out, flush=True)
+            return
         if r is None:
             print(f"{head} skip     {outcome.cell.label()}  ({outcome.note})", file=out, flush=True)
             return

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from typing import Any
 from fpt_bench.api.errors import UserError
 from fpt_bench.cells.config import RunConfig
 from fpt_bench.cli.flags import ModelFlags, RunFlags
+from fpt_bench.cli.logs import apply_log_flags
 
 WHAT = frozenset({"tasks", "all_tasks", "suite", "task_args", "backbone", "backbone_args", "policy", "policy_args",
                   "seeds", "sweep"})
@@ -46,18 +46,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UserError(f"{option} is an option of the {owner} executor, but this run uses the "
                             f"{config.executor} executor; add --executor {owner} or drop {option}")
     return config
-
-
-LOG_ENV_PREFIX = "FPT_BENCH_LOG_"
-
-
-def apply_log_flags(values: list[str] | None) -> None:
-    """``--log jsonl=events.jsonl`` -> ``FPT_BENCH_LOG_JSONL=events.jsonl`` for the loggers (and worker processes)."""
-    for value in values or []:
-        kind, sep, target = value.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", kind.strip()) or not target.strip():
-            raise UserError(f"--log {value!r}: expected KIND=TARGET, e.g. --log jsonl=events.jsonl")
-        os.environ[LOG_ENV_PREFIX + kind.strip().upper()] = target.strip()
 
 
 @contextmanager
@@ -113,10 +101,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_sweep(cells, ctx, executor)
     finally:
         distributed.shutdown()
-    failed = [o for o in summary.outcomes if o.result is not None and o.result.status == "failed"]
+    failed = [o for o in summary.outcomes if o.error or (o.result is not None and o.result.status == "failed")]
     print(f"done: {summary.count('ok')} ok, {summary.count('diverged')} diverged, {len(failed)} failed, "
-          f"{summary.skipped} skipped")
+          f"{summary.skipped - sum(1 for o in failed if o.error)} skipped")
     for o in failed:
+        if o.error:  # the cell could not even be claimed: nothing was written
+            print(f"  failed: {o.cell.label()}: {o.error}", file=sys.stderr)
+            continue
         lines = (o.result.error or "").splitlines() if o.result else []
         shown = lines if o.result and o.result.error_kind == "user" else lines[:1]  # user errors: the whole fix
         print(f"  failed: {o.cell.label()}: " + "\n    ".join(shown), file=sys.stderr)

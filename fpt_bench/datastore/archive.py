@@ -56,11 +56,12 @@ _NOWHERE = "/fpt-bench-extraction-root"  # the filter's checks are relative to t
 
 def list_members(archive: Path) -> list[str]:
     """Names of the regular files in ``archive`` (normalised; unsafe names raise)."""
-    return [name for name, _ in _files(Path(archive), None)]
+    return [name for name, _, _ in _files(Path(archive), None)]
 
 
-def _files(archive: Path, wanted: set[str] | None) -> Iterator[tuple[str, IO[bytes] | None]]:
-    """(normalised name, readable) for each regular file (readable only for wanted ones)."""
+def _files(archive: Path, wanted: set[str] | None) -> Iterator[tuple[str, IO[bytes] | None, int]]:
+    """(normalised name, readable, size its header declares) for each regular file (readable only for wanted
+    ones)."""
     try:
         if tarfile.is_tarfile(archive):
             with tarfile.open(archive, "r:*") as tar:
@@ -74,7 +75,7 @@ def _files(archive: Path, wanted: set[str] | None) -> Iterator[tuple[str, IO[byt
                             kind = "a link" if member.issym() or member.islnk() else "not a regular file"
                             raise CorruptFileError(f"{archive}: member {member.name!r} is {kind}; refusing")
                         continue
-                    yield name, tar.extractfile(member) if selected else None
+                    yield name, tar.extractfile(member) if selected else None, member.size
         elif zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 for info in zf.infolist():
@@ -85,23 +86,32 @@ def _files(archive: Path, wanted: set[str] | None) -> Iterator[tuple[str, IO[byt
                     selected = wanted is None or name in wanted
                     if mode and mode != 0o100000 and selected:
                         raise CorruptFileError(f"{archive}: member {info.filename!r} is not a regular file; refusing")
-                    yield name, zf.open(info) if selected else None
+                    yield name, zf.open(info) if selected else None, info.file_size
         else:
             raise CorruptFileError(f"{archive}: not a tar or zip archive")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise CorruptFileError(f"{archive}: damaged archive ({exc})") from None
 
 
-def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str) -> None:
-    """Copy one member; a read that fails (truncated or corrupt compressed data, a bad CRC) is a damaged
-    archive, a write that fails is the disk's problem (the caller says so)."""
+def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str, size: int) -> None:
+    """Copy one member, no more than the ``size`` its header declares (a member that decompresses to more is a
+    damaged archive, and the copy stops there); a read that fails (truncated or corrupt compressed data, a bad
+    CRC) is a damaged archive, a write that fails is the disk's problem (the caller says so)."""
+    copied = 0
     while True:
         try:
-            block = src.read(1 << 20)
+            block = src.read(min(1 << 20, size - copied + 1))
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
             raise CorruptFileError(f"{archive}: damaged archive: member {name!r} cannot be read ({exc})") from None
         if not block:
+            if copied != size:
+                raise CorruptFileError(f"{archive}: damaged archive: member {name!r} holds {copied} bytes, its "
+                                       f"header says {size}")
             return
+        copied += len(block)
+        if copied > size:
+            raise CorruptFileError(f"{archive}: damaged archive: member {name!r} holds more than the {size} bytes "
+                                   f"its header declares")
         out.write(block)
 
 
@@ -113,7 +123,7 @@ def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = Non
     wanted = None if members is None else {safe_member_name(archive, m): out for m, out in members.items()}
     root = dest.resolve()
     written: list[Path] = []
-    for name, handle in _files(archive, None if wanted is None else set(wanted)):
+    for name, handle, size in _files(archive, None if wanted is None else set(wanted)):
         if handle is None:
             continue
         rel = name if wanted is None else safe_member_name(archive, wanted[name])
@@ -122,7 +132,7 @@ def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = Non
             raise CorruptFileError(f"{archive}: member {name!r} would land outside {dest}; refusing")
         with handle:
             try:
-                atomic_write(target, lambda out, src=handle, name=name: _copy(src, out, archive, name))
+                atomic_write(target, lambda out, src=handle, name=name, size=size: _copy(src, out, archive, name, size))
             except OSError as exc:  # a full disk: the member was not written (no partial file is left)
                 raise UserError(f"{archive}: could not write {target}: {exc.strerror or exc} (free some space "
                                 f"and try again)") from None

@@ -21,6 +21,7 @@ from typing import Any
 from fpt_bench.api.errors import CorruptFileError, DataMissingError
 from fpt_bench.api.task import DataFile
 from fpt_bench.infra.atomic import atomic_write
+from fpt_bench.infra.safe_read import read_bytes
 
 DATA_ENV = "FPT_BENCH_DATA"
 MANIFEST = ".fpt-bench-manifest.json"
@@ -64,8 +65,11 @@ class Manifest:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / MANIFEST
         try:
-            self.entries: dict[str, dict[str, Any]] = json.loads(self.path.read_text()).get("files", {})
-        except (OSError, ValueError, AttributeError):
+            self.entries: dict[str, dict[str, Any]] = json.loads(read_bytes(self.path, 64 << 20, "manifest")).get(
+                "files", {})
+            if not isinstance(self.entries, dict) or not all(isinstance(e, dict) for e in self.entries.values()):
+                raise ValueError("not a manifest")
+        except (CorruptFileError, ValueError, AttributeError, RecursionError):  # a cache: rebuilt when damaged
             self.entries = {}
         self._dirty = False
 

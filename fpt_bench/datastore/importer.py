@@ -16,6 +16,7 @@ from fpt_bench.api.task import DataFile
 from fpt_bench.datastore.archive import is_archive, list_members, safe_extract
 from fpt_bench.datastore.download import download
 from fpt_bench.datastore.files import FileState, Manifest, check_file, check_files, describe_file, md5sum, require_files
+from fpt_bench.infra.safe_read import kind_of
 
 DOWNLOADS = "downloads"
 
@@ -77,6 +78,8 @@ def import_files(task: str, data_dir: Path, files: list[DataFile], source: Path,
     data_dir, source = Path(data_dir), Path(source).expanduser()
     if not source.exists():
         raise UserError(f"import: {source} does not exist")
+    if not (source.is_dir() or source.is_file()):  # a fifo would block the copy, /dev/zero would fill the disk
+        raise UserError(f"import: {source} is {kind_of(source.stat().st_mode)}; give a folder, an archive or a file")
     archive = source.is_file() and is_archive(source) and not any(
         source.name == PurePosixPath(v).name for f in files for v in _variants(f))
     if source.is_dir():

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpt_bench.api.errors import CorruptFileError
+from fpt_bench.leaderboard.collect import load_results
+from fpt_bench.leaderboard.consistency import cell_key
 from fpt_bench.leaderboard.validate import cell_config, check_result_file
 from fpt_bench.results.store import read_result, result_path, write_result
 
@@ -21,6 +23,7 @@ class AddReport:
 def add_results(files: list[Path], results_dir: Path) -> AddReport:
     """Check each file and copy the accepted ones to ``results_dir`` under their canonical result path."""
     report = AddReport()
+    published = {cell_key(x.result): x.path for x in load_results([results_dir])[0]} if results_dir.is_dir() else {}
     for f in map(Path, files):
         try:
             result = check_result_file(f)
@@ -28,6 +31,11 @@ def add_results(files: list[Path], results_dir: Path) -> AddReport:
             report.refused.append(str(exc))
             continue
         dest = result_path(results_dir, cell_config(result))
+        twin = published.get(cell_key(result))
+        if twin is not None and twin != dest:
+            report.refused.append(f"{f}: refused: the same cell and seed as the published {twin} once options are "
+                                  f"normalised against their defaults (one result per seed counts)")
+            continue
         if dest.exists():
             try:
                 existing = read_result(dest)
@@ -43,5 +51,6 @@ def add_results(files: list[Path], results_dir: Path) -> AddReport:
                     f"to replace it")
                 continue
         write_result(dest, result)  # the validated model, re-serialised: nothing unchecked is copied
+        published[cell_key(result)] = dest
         report.added.append(dest)
     return report

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -84,15 +85,17 @@ def load_results(paths: Iterable[Path]) -> tuple[list[Loaded], list[str]]:
     """Every result file under ``paths`` (files or folders), checked; refused files come back as reasons.
     Two files of the same cell (the same config hash): the newer one is used."""
     files: list[Path] = []
+    refused: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*.json") if f.is_file())
-        elif p.exists():
+            found, outside = result_files_under(p)
+            files += found
+            refused += [f"{f}: refused: a symbolic link out of {p}" for f in outside]
+        elif p.exists() or p.is_symlink():
             files.append(p)
         else:
             raise UserError(f"{p}: no such result file or folder")
     loaded: dict[str, Loaded] = {}
-    refused: list[str] = []
     for f in files:
         try:
             result = check_result_file(f)
@@ -102,7 +105,40 @@ def load_results(paths: Iterable[Path]) -> tuple[list[Loaded], list[str]]:
         key = result.provenance.config_hash
         if key not in loaded or loaded[key].result.provenance.created_at < result.provenance.created_at:
             loaded[key] = Loaded(f, result)
-    return list(loaded.values()), refused
+    kept, duplicates = one_per_seed(list(loaded.values()))  # the same cell and seed spelled differently
+    return kept, refused + duplicates
+
+
+def result_files_under(root: Path) -> tuple[list[Path], list[Path]]:
+    """The ``*.json`` files under ``root`` (sorted), and those that are symbolic links leading out of it. Folders
+    that are symbolic links are not entered (a link to ``/`` would walk the whole machine)."""
+    top = root.resolve()
+    inside: list[Path] = []
+    outside: list[Path] = []
+    for folder, _, names in os.walk(root):  # followlinks=False
+        for name in names:
+            path = Path(folder) / name
+            if name.endswith(".json"):
+                (inside if path.resolve().is_relative_to(top) else outside).append(path)
+    return sorted(inside), sorted(outside)
+
+
+def one_per_seed(results: list[Loaded]) -> tuple[list[Loaded], list[str]]:
+    """The results with one per (cell, seed) once options are normalised (``consistency.cell_key``). Of twins,
+    the plainest spelling (fewest options given) is kept, then the earliest written, then the first path; each
+    other is refused with the one it duplicates."""
+    from fpt_bench.leaderboard.consistency import cell_key, options_given
+
+    first: dict[str, Loaded] = {}
+    refused: list[str] = []
+    for x in sorted(results, key=lambda x: (options_given(x.result), x.result.provenance.created_at, str(x.path))):
+        key = cell_key(x.result)
+        if key in first:
+            refused.append(f"{x.path}: refused: the same cell and seed as {first[key].path} once options are "
+                           f"normalised against their defaults (one result per seed counts)")
+        else:
+            first[key] = x
+    return [x for x in results if first.get(cell_key(x.result)) is x], refused
 
 
 def _canon(args: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.options import Strict, brief_validation_error
 from fpt_bench.infra.atomic import atomic_write
+from fpt_bench.infra.safe_read import read_bytes
 from fpt_bench.leaderboard.collect import Table, build_table, load_results
 from fpt_bench.leaderboard.render import html_table, long_grid, md_escape, paper_grid, render
 
@@ -39,7 +40,7 @@ def load_config(folder: Path) -> PublishConfig:
     if not path.exists():
         return PublishConfig()
     try:
-        config = PublishConfig(**tomllib.loads(path.read_text(encoding="utf-8")))
+        config = PublishConfig(**tomllib.loads(read_bytes(path, 1 << 20, "leaderboard.toml").decode("utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
     except RecursionError:

@@ -17,6 +17,7 @@ from fpt_bench.api.errors import CorruptFileError
 from fpt_bench.api.hparams import TrainHParams
 from fpt_bench.api.options import brief_validation_error
 from fpt_bench.api.seeding import derive_seed
+from fpt_bench.leaderboard.consistency import consistency_problems
 from fpt_bench.results.schema import CellResult
 from fpt_bench.results.store import read_result
 
@@ -50,7 +51,7 @@ def cell_config(result: CellResult) -> CellConfig:
 def provenance_problems(result: CellResult) -> list[str]:
     """Everything in ``result`` that contradicts the rest of it (empty when consistent)."""
     problems: list[str] = []
-    cell, prov, m = result.cell, result.provenance, result.metrics
+    cell, prov = result.cell, result.provenance
     try:
         expected = cell_config(result).config_hash()
         if prov.config_hash != expected:
@@ -70,10 +71,9 @@ def provenance_problems(result: CellResult) -> list[str]:
     if cell.protocol != protocol:
         problems.append(f"cell.protocol is {cell.protocol!r} but task_args say {protocol!r}")
     problems += _metric_problems(result)
+    problems += consistency_problems(result)  # every number finite, the curve covers the budget, ...
     if result.status == "failed" and not result.error:
         problems.append("status is 'failed' but no error is recorded")
-    if result.status == "ok" and (m.test_accuracy is None or m.val_accuracy is None):
-        problems.append("status is 'ok' but test or validation accuracy is missing")
     p = result.parameters
     if p is not None and (p.trainable > p.total or not math.isclose(p.trainable_fraction, p.trainable / max(p.total, 1),
                                                                    rel_tol=1e-6, abs_tol=1e-12)):

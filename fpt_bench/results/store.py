@@ -13,8 +13,12 @@ from pydantic import ValidationError
 
 from fpt_bench.api.errors import CorruptFileError
 from fpt_bench.infra.atomic import atomic_write
+from fpt_bench.infra.safe_read import read_text
 from fpt_bench.results.schema import CellResult
 from fpt_bench.api.cell import CellConfig
+
+MAX_RESULT_BYTES = 5_000_000  # a result file is a few kB (a long learning curve: a few hundred)
+
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
@@ -43,8 +47,10 @@ def write_result(path: Path, result: CellResult) -> None:
 def read_result(path: Path) -> CellResult:
     """Read and validate one result file; a malformed one is a CorruptFileError naming the file."""
     try:
-        raw = Path(path).read_text(encoding="utf-8")
+        raw = read_text(Path(path), MAX_RESULT_BYTES, "result file")  # a regular file: a fifo would hang
         data = json.loads(raw)
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{path}: not a readable result file ({str(exc).removeprefix(f'{path}: ')})") from None
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8, an integer of over 4300 digits
         raise CorruptFileError(f"{path}: not a readable result file ({exc})") from None
     except RecursionError:
@@ -81,7 +87,7 @@ def remove_leftovers(result: Path, keep_checkpoint: bool = True) -> list[Path]:
     names = (result.name, checkpoint_path(result).name, selected_params_path(result).name)
     doomed = [p for name in names for p in result.parent.glob(f".{name}.*.tmp")]
     ckpt = checkpoint_path(result)
-    if not keep_checkpoint and ckpt.exists():
+    if not keep_checkpoint and ckpt.is_file():  # a folder there is reported when the cell is claimed
         try:
             finished = read_result(result).status != "failed"
         except CorruptFileError:

@@ -39,6 +39,7 @@ from fpt_bench.training.features import HeadOnly, build_cache
 from fpt_bench.training.flops import step_flops
 from fpt_bench.training.inference import evaluate
 from fpt_bench.training.precision import autocast
+from fpt_bench.training.resume_check import usable_state
 
 CHECKPOINT_VERSION = 1
 
@@ -88,6 +89,9 @@ class Trainer:
         self._loss_n = 0
 
     # --------------------------------------------------------------------------- checkpoints
+    def _trainable(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         return {n: p.detach().to("cpu", copy=True) for n, p in self.model.named_parameters() if p.requires_grad}
 
@@ -114,13 +118,9 @@ class Trainer:
                   file=sys.stderr, flush=True)
 
     def _resume(self) -> int:
-        if self.checkpoint is None or not self.checkpoint.exists():
-            return 0
-        try:
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - an unreadable checkpoint is ignored, the cell starts over
-            return 0
-        if state.get("version") != CHECKPOINT_VERSION or state.get("config_hash") != self.cell.config_hash():
+        state = usable_state(self.checkpoint, version=CHECKPOINT_VERSION, config_hash=self.cell.config_hash(),
+                             hparams=self.hp, trainable=self._trainable(), optimizer=self.optimizer)
+        if state is None:  # none, or one that does not fit this cell (a warning says why): start over
             return 0
         self._load_params(state["params"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from fpt_bench import BackboneSpec, Role, hookimpl
+from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import load_pretrained, model_from_config, truncate_layers
@@ -85,6 +86,14 @@ class GPT2Module(TransformerModule):
         self._sync()
 
 
+class GPT2Architecture(Architecture):
+    """What a saved GPT-2 backbone's ``architecture`` holds (``GPT2Module.architecture``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["gpt2"]
+    config: dict[str, Any]
+
+
 class GPT2(TransformerBackbone):
     spec = BackboneSpec(
         name="gpt2",
@@ -94,6 +103,7 @@ class GPT2(TransformerBackbone):
     Options = GPT2Options
     smoke_args = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2}
     kind = "gpt2"
+    architecture_schema = GPT2Architecture
 
     def source(self, options: GPT2Options) -> str:  # type: ignore[override]
         return options.source or SIZES[options.size][0]

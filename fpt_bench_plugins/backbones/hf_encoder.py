@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 
 from fpt_bench import BackboneSpec, Role, UserError, hookimpl
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.structure import RoleMap, TransformerOptions, layer_list, layers_of, roles_from_structure, submodule
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import load_config, load_pretrained, model_from_config, truncate_layers
@@ -227,6 +228,15 @@ class HFEncoderModule(TransformerModule):
         return {"from": before, "to": max_len}
 
 
+class HFEncoderArchitecture(Architecture):
+    """What a saved hf_encoder backbone's ``architecture`` holds (``HFEncoderModule.architecture``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["hf_encoder"]
+    family: Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
+    config: dict[str, Any]
+
+
 class HFEncoder(TransformerBackbone):
     spec = BackboneSpec(
         name="hf_encoder",
@@ -235,6 +245,7 @@ class HFEncoder(TransformerBackbone):
     )
     Options: Any = HFEncoderOptions
     kind = "hf_encoder"
+    architecture_schema = HFEncoderArchitecture
     random_init = "transformers default"
 
     def source(self, options: HFEncoderOptions | MiniLMOptions) -> str | None:  # type: ignore[override]

@@ -16,7 +16,7 @@ the state starts at zero and LayerNorms start at gain 1, bias 0 (a deterministic
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
+from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, parse_weights
 
 WEIGHTS = ("random", "checkpoint", "result")
@@ -168,6 +169,19 @@ class LSTMModule(BackboneModule):
         return arch
 
 
+class LSTMArchitecture(Architecture):
+    """What a saved LSTM backbone's ``architecture`` holds (``LSTMModule.architecture``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["lstm"]
+    n_layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    layer_norm: bool
+    residual: bool
+    positions: bool
+    n_positions: int = Field(gt=0)
+
+
 class LSTM(Backbone):
     spec = BackboneSpec(
         name="lstm",
@@ -181,7 +195,7 @@ class LSTM(Backbone):
         if not weights.from_checkpoint:
             init = "nn.LSTM's uniform(+-1/sqrt(width)); LayerNorm gain 1, bias 0; zero initial state"
             return LSTMModule(options, max_len, {"weights": "random", "init": init})
-        checkpoint = open_checkpoint(weights, "lstm")
+        checkpoint = open_checkpoint(weights, "lstm", LSTMArchitecture)
         arch = checkpoint.architecture
         clash = [k for k in ARCHITECTURE if k in options.model_fields_set and getattr(options, k) != arch[k]
                  and k != "n_layers"]
@@ -191,8 +205,8 @@ class LSTM(Backbone):
         if depth > arch["n_layers"]:
             raise UserError(f"n_layers={depth}, but {checkpoint.path} has only {arch['n_layers']} layers")
         saved = options.model_copy(update={**{k: arch[k] for k in ARCHITECTURE}, "n_positions": arch["n_positions"]})
-        module = LSTMModule(saved, 0, checkpoint_provenance(checkpoint))
-        checkpoint.load_into(module)
+        origin = checkpoint_provenance(checkpoint)
+        module = checkpoint.build(lambda: LSTMModule(saved, 0, dict(origin)))
         module.layers = module.layers[:depth]
         module.n_layers = depth
         if module.position is not None and max_len > module.position.shape[0]:

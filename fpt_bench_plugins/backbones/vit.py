@@ -6,14 +6,15 @@ position embeddings are dropped."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from fpt_bench import BackboneSpec, Role, hookimpl
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import load_pretrained, model_from_config, truncate_layers
@@ -88,6 +89,15 @@ def _bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -
     return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
 
 
+class ViTArchitecture(Architecture):
+    """What a saved ViT backbone's ``architecture`` holds (``ViTModule.architecture``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["vit"]
+    config: dict[str, Any]
+    n_positions: int = Field(gt=0)
+
+
 class ViT(TransformerBackbone):
     spec = BackboneSpec(
         name="vit",
@@ -96,6 +106,7 @@ class ViT(TransformerBackbone):
     )
     Options = ViTOptions
     kind = "vit"
+    architecture_schema = ViTArchitecture
     random_init = "transformers default"
 
     def source(self, options: ViTOptions) -> str:  # type: ignore[override]

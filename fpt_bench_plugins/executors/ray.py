@@ -43,7 +43,7 @@ def _remote_cell(cell_data: dict[str, Any], path: str, ctx: RunContext) -> tuple
         torch.set_num_threads(max(1, int(ctx.executor_options.cpus_per_cell)))
     outcome = run_claimed(CellConfig.model_validate(cell_data), Path(path),
                           ctx.model_copy(update={"device": device, "progress": False}))
-    return (outcome.result.model_dump_json() if outcome.result else None), outcome.note
+    return (outcome.result.model_dump_json() if outcome.result else None), outcome.note, outcome.error
 
 
 class RayExecutor(ExecutorBase):
@@ -80,14 +80,14 @@ class RayExecutor(ExecutorBase):
                 done, _ = ray.wait(list(pending), num_returns=1)
                 cell, path = pending.pop(done[0])
                 try:
-                    blob, note = ray.get(done[0])
+                    blob, note, error = ray.get(done[0])
                 except Exception as exc:  # noqa: BLE001 - retries exhausted: the cell stays missing
                     report(CellOutcome(cell, path, None, f"lost after {MAX_RETRIES} retries: {type(exc).__name__}"))
                     continue
                 result = CellResult.model_validate_json(blob) if blob else None
                 if result is not None and not path.exists():
                     store_result(path, result)  # the worker's file system is not ours
-                report(CellOutcome(cell, path, result, note))
+                report(CellOutcome(cell, path, result, note, error))
         finally:
             if started_here:
                 ray.shutdown()

@@ -42,6 +42,7 @@ from fpt_bench.api.files import (
     file_md5,
     files_provenance,
     loads_plain_pickle,
+    open_regular,
     prepare_files,
     require_files,
 )
@@ -100,6 +101,7 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
     """A TAPE LMDB directory: ``num_examples`` -> int, ``str(i)`` -> dict, all pickled."""
     import lmdb
 
+    open_regular(folder / "data.mdb", "LMDB data file").close()  # a fifo there would block LMDB's open
     try:
         env = lmdb.open(str(folder), readonly=True, lock=False, readahead=False, subdir=True, max_readers=4)
     except lmdb.Error as exc:
@@ -134,7 +136,8 @@ def read_lmdb(folder: Path) -> list[dict[str, Any]]:
 
 def read_json(path: Path) -> list[dict[str, Any]]:
     try:
-        records = json.loads(path.read_text())
+        with open_regular(path, "TAPE JSON file") as handle:  # a fifo or a device is refused, not read forever
+            records = json.loads(handle.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CorruptFileError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:

@@ -46,6 +46,7 @@ from fpt_bench.api.files import (
     check_files,
     file_md5,
     files_provenance,
+    open_regular,
     prepare_files,
     require_files,
 )
@@ -103,7 +104,8 @@ def tokenize(source: bytes, protocol: str = "default") -> np.ndarray:
 def read_tsv(path: Path, protocol: str = "default") -> RaggedTokens:
     """An LRA ListOps TSV file (header ``Source<TAB>Target``) as token ids and labels."""
     try:
-        raw = path.read_bytes()
+        with open_regular(path, "data file") as handle:  # a fifo or a device is refused, not read forever
+            raw = handle.read()
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc})") from None
     lines = raw.split(b"\n")

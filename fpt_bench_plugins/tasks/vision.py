@@ -14,10 +14,10 @@ Splits: ``train`` is the training file minus its last ``val_size`` images (5,000
 
 from __future__ import annotations
 
-import gzip
 import math
+import os
 import struct
-import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -39,7 +39,19 @@ from fpt_bench import (
     UserError,
     hookimpl,
 )
-from fpt_bench.api.files import FileState, files_provenance, load_plain_pickle, prepare_files, require_files
+from fpt_bench.api.files import (
+    DECOMPRESS_ERRORS,
+    FileState,
+    at_end,
+    check_promise,
+    files_provenance,
+    load_plain_pickle,
+    open_data,
+    open_regular,
+    prepare_files,
+    read_upto,
+    require_files,
+)
 from fpt_bench_plugins.tasks.image_augment import crop_flip_rotate, patchify, unpatchify
 
 CITATION = "Lu, Grover, Abbeel, Mordatch. Pretrained Transformers as Universal Computation Engines. 2021."
@@ -58,41 +70,61 @@ class VisionOptions(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------------ IDX
-def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An IDX file (optionally gzipped) of unsigned bytes with ``ndim`` dimensions."""
+def read_idx(path: Path, ndim: int, expect: Callable[[tuple[int, ...]], None] | None = None) -> np.ndarray:
+    """An IDX file (optionally gzipped) of unsigned bytes with ``ndim`` dimensions (``expect`` may refuse the
+    header's shape before the data is read). The header says how many bytes follow; a ``.gz`` file is
+    decompressed that far and no further (a gzip bomb stops there), a plain file's size is checked first."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                raw = handle.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptFileError(f"{path}: truncated or damaged gzip file ({exc})") from None
+        with open_data(path, "IDX file") as handle:
+            header = read_upto(handle, 4 + 4 * ndim)
+            dims = _idx_dims(path, header, ndim)
+            if expect is not None:
+                expect(dims)
+            need = math.prod(dims)  # exact: np.prod would wrap around int64 for a forged header
+            if path.suffix == ".gz":
+                check_promise(path, need, "pixels")
+            else:
+                _check_size(path, os.fstat(handle.fileno()).st_size - len(header), need, dims)
+            raw = read_upto(handle, need)
+            if len(raw) < need:
+                raise CorruptFileError(f"{path}: truncated: {len(raw)} data bytes for shape {dims}, expected {need}")
+            if not at_end(handle):
+                raise CorruptFileError(f"{path}: has trailing bytes after the {need} data bytes of shape {dims}")
+    except DECOMPRESS_ERRORS as exc:
+        what = "truncated or damaged gzip file" if path.suffix == ".gz" else "cannot be read"
+        raise CorruptFileError(f"{path}: {what} ({exc})") from None
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
+
+
+def _idx_dims(path: Path, header: bytes, ndim: int) -> tuple[int, ...]:
     expected_magic = 0x0800 | ndim
-    if len(raw) < 4:
-        raise CorruptFileError(f"{path}: truncated: {len(raw)} bytes, shorter than the IDX magic number")
-    magic = int.from_bytes(raw[:4], "big")
-    if raw[0] or raw[1] or raw[2] != 0x08 or raw[3] != ndim:
+    if len(header) < 4:
+        raise CorruptFileError(f"{path}: truncated: {len(header)} bytes, shorter than the IDX magic number")
+    magic = int.from_bytes(header[:4], "big")
+    if header[0] or header[1] or header[2] != 0x08 or header[3] != ndim:
         raise CorruptFileError(f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
                                f"(an IDX file of unsigned bytes with {ndim} dimension(s))")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise CorruptFileError(f"{path}: truncated inside the IDX header ({len(raw)} bytes)")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    need = math.prod(dims)  # exact: np.prod would wrap around int64 for a forged header
-    if len(raw) - header != need:
-        what = "truncated" if len(raw) - header < need else "has trailing bytes"
-        raise CorruptFileError(f"{path}: {what}: {len(raw) - header} data bytes for shape {dims}, "
-                               f"expected {need}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    if len(header) < 4 + 4 * ndim:
+        raise CorruptFileError(f"{path}: truncated inside the IDX header ({len(header)} bytes)")
+    return struct.unpack(f">{ndim}I", header[4:])
+
+
+def _check_size(path: Path, have: int, need: int, dims: tuple[int, ...]) -> None:
+    if have != need:
+        what = "truncated" if have < need else "has trailing bytes"
+        raise CorruptFileError(f"{path}: {what}: {have} data bytes for shape {dims}, expected {need}")
 
 
 def read_idx_pair(images: Path, labels: Path, size: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
-    x, y = read_idx(images, 3), read_idx(labels, 1)
-    if x.shape[1:] != (size, size):
-        raise CorruptFileError(f"{images}: images are {x.shape[1]}x{x.shape[2]}, expected {size}x{size}")
-    if len(x) != len(y):
-        raise CorruptFileError(f"{labels}: {len(y)} labels for {len(x)} images in {images.name}")
+    y = read_idx(labels, 1)
+
+    def expect(dims: tuple[int, ...]) -> None:  # before the pixels are read: their size is bounded by the labels
+        if dims[1:] != (size, size):
+            raise CorruptFileError(f"{images}: images are {dims[1]}x{dims[2]}, expected {size}x{size}")
+        if dims[0] != len(y):
+            raise CorruptFileError(f"{labels}: {len(y)} labels for {dims[0]} images in {images.name}")
+
+    x = read_idx(images, 3, expect)
     if len(y) and int(y.max()) >= classes:
         bad = int(np.argmax(y >= classes))
         raise CorruptFileError(f"{labels}: bad label {int(y[bad])} at index {bad} (labels are 0..{classes - 1})")
@@ -203,7 +235,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     The file is a pickled dict (Python 2: loaded with latin-1, keys str; re-pickled copies may have bytes keys)
     with ``data`` (N, 3072) uint8 -- 1024 R, 1024 G, 1024 B, row-major -- and ``labels``."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, "CIFAR batch", 1 << 30) as handle:  # a fifo or a device is refused; ~30 MB each
             entry = load_plain_pickle(handle, str(path), encoding="latin1")
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc})") from None
