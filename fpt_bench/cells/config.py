@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, field_validator
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.specs import CellConfig, HParamOverrides, Strict
 from fpt_bench.api.task import brief_validation_error
-from fpt_bench.cells.profiles import default_profile, resolve_hparams
+from fpt_bench.cells.profiles import check_profile, default_profile, resolve_hparams
 from fpt_bench.host.manager import Host
 
 
@@ -128,6 +128,7 @@ def expand_cells(config: RunConfig, host: Host, device: str,
     keeps the suite's cells of those tasks.
     """
     profile = config.profile or default_profile(device)
+    check_profile(profile)  # before the cells: a misspelt profile is the error to report
     grid: list[dict[str, Any]] = []
     if config.suite:
         suite = host.suites.get(config.suite)

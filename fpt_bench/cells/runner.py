@@ -18,6 +18,7 @@ from fpt_bench import __version__
 from fpt_bench.api.errors import ResultWriteError, UserError
 from fpt_bench.api.model import FPTModel
 from fpt_bench.api.specs import CellConfig
+from fpt_bench.cells.profiles import task_options as task_options_for
 from fpt_bench.host.manager import Host, get_host
 from fpt_bench.infra.progress import Progress
 from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Speed, Timing
@@ -79,7 +80,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     device = torch.device(ctx.device)
     host = ctx.host
     task = host.tasks.get(cell.task)
-    task_options = task.options(cell.task_args)
+    task_options = task_options_for(task, cell.task_args, cell.profile)
     spec = task.resolve_spec(task_options)
     precision = resolve_precision(cell.hparams.precision, device)
     seeds = seed_everything(cell.seed)

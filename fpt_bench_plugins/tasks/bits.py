@@ -60,7 +60,11 @@ class BitMemory(_GeneratedTask):
         output=OutputSpec(n_classes=2, n_predictions=1000, readout=Readout.LAST_K, k=20),
         generated=True,
         paper=PaperHParams(lr=1e-3, batch_size=16, steps=40_000),
-        profiles={"quick": HParamOverrides(steps=200, batch_size=8, eval_every=50)},
+        # smoke: 120 tokens of 50 per example; one example a step and 8 to evaluate keep a GPT-2 base cell in
+        # seconds on a CPU (the generic smoke sizes take minutes)
+        profiles={"quick": HParamOverrides(steps=200, batch_size=8, eval_every=50),
+                  "smoke": HParamOverrides(batch_size=1, val_examples=8, test_examples=8)},
+        chance=0.75, chance_note="copying the query's unmasked half and guessing the other (50% per bit blind)",
     )
 
     def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:

@@ -51,6 +51,8 @@ GRAY = (0.2989, 0.5870, 0.1140)  # torchvision's and TensorFlow's luma weights
 # quick on a 2-core CPU: the whole 10,000-image test pass dominates (GPT-2 base, fp32), so train 200 steps and
 # validate once, at the end (one test pass: the selected step is the last)
 QUICK = HParamOverrides(steps=200, batch_size=8, eval_every=200)
+# smoke: 49-64 tokens an image; 2 images a step and 16 to evaluate keep a GPT-2 base cell in seconds on a CPU
+SMOKE = HParamOverrides(batch_size=2, val_examples=16, test_examples=16)
 
 
 class VisionOptions(BaseModel):
@@ -152,7 +154,7 @@ def _mnist_spec(name: str, title: str) -> TaskSpec:
     return TaskSpec(
         name=name, description=f"{title}: 28x28 images as 49 tokens of 4x4 pixels, 10 classes",
         citation=CITATION, input=Continuous(dim=16), max_len=49, output=OutputSpec(n_classes=10),
-        paper=PaperHParams(lr=1e-3, batch_size=16, steps=20_000), profiles={"quick": QUICK},
+        paper=PaperHParams(lr=1e-3, batch_size=16, steps=20_000), profiles={"quick": QUICK, "smoke": SMOKE},
     )
 
 
@@ -266,7 +268,7 @@ class CIFAR10(_CifarBase):
     spec = TaskSpec(
         name="cifar10", description="CIFAR-10: 32x32 RGB images as 64 tokens of 4x4x3 pixels, 10 classes",
         citation=CITATION, input=Continuous(dim=48), max_len=64, output=OutputSpec(n_classes=10),
-        paper=PaperHParams(lr=1e-3, batch_size=16, steps=400_000), profiles={"quick": QUICK},
+        paper=PaperHParams(lr=1e-3, batch_size=16, steps=400_000), profiles={"quick": QUICK, "smoke": SMOKE},
     )
 
     def load(self, split: str, options: VisionOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
@@ -310,7 +312,9 @@ class CIFAR10LRA(_CifarBase):
         name="cifar10_lra", description="CIFAR-10 in grayscale, one pixel per token (1024 tokens), 10 classes",
         citation=CITATION + " Tay et al. Long Range Arena. 2020.", input=Continuous(dim=1), max_len=1024,
         output=OutputSpec(n_classes=10), paper=PaperHParams(lr=1e-3, batch_size=16, steps=600_000),
-        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50)},
+        # smoke: 1,024 tokens an image, so 4 steps of one image and 4 to evaluate (proves the pipeline)
+        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50),
+                  "smoke": HParamOverrides(steps=4, batch_size=1, eval_every=2, val_examples=4, test_examples=4)},
     )
 
     def resolve_spec(self, options: LraOptions) -> TaskSpec:  # type: ignore[override]
