@@ -64,7 +64,7 @@ class BitMemory(_GeneratedTask):
         # seconds on a CPU (the generic smoke sizes take minutes)
         profiles={"quick": HParamOverrides(steps=200, batch_size=8, eval_every=50),
                   "smoke": HParamOverrides(batch_size=1, val_examples=8, test_examples=8)},
-        chance=0.75, chance_note="copying the query's unmasked half and guessing the other (50% per bit blind)",
+        chance=0.75, chance_note="copy the query's unmasked half, guess the rest; a blind guess scores 50",
     )
 
     def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:
@@ -92,6 +92,7 @@ class BitXOR(_GeneratedTask):
         generated=True,
         paper=PaperHParams(lr=1e-3, batch_size=16, steps=20_000),
         profiles={"quick": HParamOverrides(steps=500, batch_size=16, eval_every=100)},
+        chance_note="a coin flip for each bit",
     )
 
     def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:
