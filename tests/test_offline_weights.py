@@ -125,3 +125,17 @@ def test_ls_cells_calls_them_unavailable_and_run_skips_them(no_minilm: Path, tmp
     assert main(["run", "--task", "bit_xor", "--backbone", "minilm", "--profile", "smoke", "--device", "cpu",
                  "--output-dir", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == f"fpt-bench: error: {minilm_message(no_minilm)}\n"
+
+
+def test_missing_fashion_mnist_names_the_offline_source(tmp_path: Path) -> None:
+    from fpt_bench import DataMissingError
+
+    task = get_host().tasks.get("fashion_mnist")
+    with pytest.raises(DataMissingError) as err:
+        task.prepare(tmp_path, False, task.options({}))
+    assert str(err.value).endswith("; offline, Debian's package has the files: apt-get install dataset-fashion-mnist "
+                                   "&& fpt-bench data import fashion_mnist /usr/share/datasets/fashion-mnist")
+    mnist = get_host().tasks.get("mnist")
+    with pytest.raises(DataMissingError) as err:
+        mnist.prepare(tmp_path, False, mnist.options({}))
+    assert "Debian" not in str(err.value)

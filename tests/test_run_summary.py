@@ -36,11 +36,11 @@ def test_summary_says_what_each_number_means(tmp_path: Path) -> None:
     text = render_summary(summary_table(results, DEMO), host, DEMO, "results")
     assert text == """
 summary — demo: pretrained vs random on the bit tasks
-  row         task        test accuracy %        chance %  above chance  paper %
-  ----------  ----------  ---------------------  --------  ------------  -------
-  Pretrained  bit_xor     99.5 ± 0.7 (n=2)       50        +49.5         100.0
-  Random      bit_xor     52.0 (n=1)             50        +2.0          —
-  Random      bit_memory  failed: out of memory  75                      —
+  row         task        test accuracy %       chance %  above chance  paper %
+  ----------  ----------  --------------------  --------  ------------  -------
+  Pretrained  bit_xor     99.5 ± 0.7 (n=2)      50        +49.5         100.0
+  Random      bit_xor     52.0 (n=1)            50        +2.0          —
+  Random      bit_memory  failed: reason above  75                      —
 
 what the numbers mean:
   test accuracy: % of the task's test set answered right (the bit tasks: % of bits), with the parameters \

@@ -8,6 +8,7 @@ Chance comes from the task (``TaskSpec.chance``, else 1 / n_classes); the next c
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import IO, Any
 
@@ -42,8 +43,9 @@ def rows_of(table: Table, host: Any) -> list[tuple[str, ...]]:
             paper = fmt_number(stat.reference, table.metric) + stat.reference_mark if stat.reference is not None \
                 else "—"
             task = col.task if col.task == col.name else f"{col.name} ({col.task})"
-            lines.append((row, task, value_text(stat, table.metric), "" if chance is None else f"{chance:g}",
-                          margin, paper))
+            # why a seed failed is printed above the summary (the run's `failed:` lines): not repeated here
+            shown = value_text(dataclasses.replace(stat, errors=["reason above"]), table.metric)
+            lines.append((row, task, shown, "" if chance is None else f"{chance:g}", margin, paper))
     return lines
 
 

@@ -29,6 +29,7 @@ from fpt_bench import (
     Continuous,
     CorruptFileError,
     DataFile,
+    DataMissingError,
     HParamOverrides,
     OutputSpec,
     PaperHParams,
@@ -130,8 +131,15 @@ class IdxTask(Task):
         return [DataFile(f"{self.folder}/raw/{name}.gz", f"{self.base_url}{name}.gz", self.md5[name],
                          content_md5=self.content_md5.get(name, "")) for name in self.FILES]
 
+    offline_hint: ClassVar[str] = ""  # where the files come from without a network, added to "data missing"
+
     def prepare(self, data_dir: Path, download: bool, options: BaseModel) -> None:
-        prepare_files(self.spec.name, data_dir, self.data_files(options), download)
+        try:
+            prepare_files(self.spec.name, data_dir, self.data_files(options), download)
+        except DataMissingError as exc:
+            if not self.offline_hint:
+                raise
+            raise DataMissingError(f"{exc}; {self.offline_hint}") from None
 
     def load(self, split: str, options: VisionOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
         _check_split(self.spec.name, split)
@@ -180,6 +188,8 @@ class FashionMNIST(IdxTask):
         "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
     }
+    offline_hint = ("offline, Debian's package has the files: apt-get install dataset-fashion-mnist && fpt-bench "
+                    "data import fashion_mnist /usr/share/datasets/fashion-mnist")
     # md5 of the decompressed IDX bytes, computed from Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1
     # (recompressed .gz files whose own md5s differ from the list above); it accepts any recompression.
     content_md5 = {
