@@ -12,6 +12,10 @@ PLUGIN_API = "1.0"  # major bumps break plugins; minor bumps only add
 
 hookimpl = pluggy.HookimplMarker("fpt_bench")
 
+from fpt_bench.infra.threads import passive_openmp  # noqa: E402
+
+passive_openmp()  # before torch is imported (fpt_bench/infra/threads.py says why)
+
 from fpt_bench.api.backbone import Backbone, BackboneModule  # noqa: E402
 from fpt_bench.api.errors import CorruptFileError, DataMissingError, PluginError, UserError  # noqa: E402
 from fpt_bench.api.policy import FreezePolicy  # noqa: E402

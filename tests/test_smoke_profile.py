@@ -110,3 +110,17 @@ def test_the_full_set_is_written_while_it_is_drawn(tmp_path: Path, monkeypatch: 
     assert seen and seen[0] >= first_199 - 16_384  # all but what the write buffers hold
     assert train.count(b"\n") == 251 and sorted(p.name for p in tmp_path.iterdir()) == [
         "basic_test.tsv", "basic_train.tsv", "basic_val.tsv"]
+
+
+def test_openmp_threads_sleep_while_they_wait_unless_the_user_chose() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, fpt_bench, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    chosen = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                            capture_output=True, text=True, check=True)
+    assert chosen.stdout.strip() == "ACTIVE"
