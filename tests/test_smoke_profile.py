@@ -18,9 +18,9 @@ from fpt_bench_plugins.tasks import listops_gen
 
 # task -> (steps, batch size, eval every, validation examples, test examples, longest sequence) under smoke
 SMOKE = {
-    "bit_memory": (20, 1, 10, 8, 8, 120),
+    "bit_memory": (10, 1, 5, 8, 8, 120),
     "bit_xor": (20, 4, 10, 64, 64, 10),
-    "listops": (20, 2, 10, 16, 16, 100),  # the small set: expressions of 20-100 tokens
+    "listops": (10, 2, 5, 8, 8, 100),  # the small set: expressions of 20-100 tokens
     "mnist": (20, 2, 10, 16, 16, 49),
     "fashion_mnist": (20, 2, 10, 16, 16, 49),
     "cifar10": (20, 2, 10, 16, 16, 64),
@@ -86,7 +86,7 @@ def test_a_listops_smoke_cell_records_the_small_set(tmp_path: Path) -> None:
     assert code == 0 and result["status"] == "ok"
     assert result["cell"]["task_args"] == {}  # the profile's data choice is no part of the cell's identity
     assert result["provenance"]["data"]["train"]["source"].startswith("generated small set")
-    assert result["provenance"]["data"]["test"]["subset"] == 16  # the first 16 of the 64
+    assert result["provenance"]["data"]["test"]["subset"] == 8  # the first 8 of the 64
     assert not (tmp_path / "data" / "listops-generated").exists()
 
 

@@ -4,8 +4,8 @@ settings that differ, never refused and never shown as two rows that look the sa
 
 Only differences *within* a (row, column) split it: tasks legitimately differ from each other (a profile gives
 ListOps 100 steps and bit_xor 500), so a setting that is the same for every run of a cell is not shown. When
-profiles differ, the row is labelled by profile alone; a hyperparameter is named only when it differs between runs
-of the same profile.
+profiles differ, the row is labelled by profile (in a table of several profiles, every row is); a hyperparameter
+is named only when it differs between runs of the same profile.
 """
 
 from __future__ import annotations
@@ -68,8 +68,13 @@ def split_rows(placed: dict[Slot, list[Any]], rows: list[str], present: set[Slot
     out: dict[Slot, list[Any]] = defaultdict(list)
     variants: dict[str, set[str]] = defaultdict(set)
     split: set[Slot] = set()
+    # a table holding several profiles names every row's profile (a number of another budget never passes
+    # silently as comparable); other settings are named only where they differ inside a cell
+    profiles = {x.result.cell.profile for runs in placed.values() for x in runs}
     for (row, col), runs in placed.items():
         keys = label_keys(runs)
+        if len(profiles) > 1 and "profile" not in keys:
+            keys = ["profile", *keys]
         if not keys:
             out[(row, col)] += runs
             continue

@@ -60,10 +60,10 @@ class BitMemory(_GeneratedTask):
         output=OutputSpec(n_classes=2, n_predictions=1000, readout=Readout.LAST_K, k=20),
         generated=True,
         paper=PaperHParams(lr=1e-3, batch_size=16, steps=40_000),
-        # smoke: 120 tokens of 50 per example; one example a step and 8 to evaluate keep a GPT-2 base cell in
-        # seconds on a CPU (the generic smoke sizes take minutes)
+        # smoke: 120 tokens of 50 per example; 10 steps of one example and 8 to evaluate keep a GPT-2 base cell
+        # in seconds on a CPU (the generic smoke sizes take minutes)
         profiles={"quick": HParamOverrides(steps=200, batch_size=8, eval_every=50),
-                  "smoke": HParamOverrides(batch_size=1, val_examples=8, test_examples=8)},
+                  "smoke": HParamOverrides(steps=10, batch_size=1, eval_every=5, val_examples=8, test_examples=8)},
         chance=0.75, chance_note="copy the query's unmasked half, guess the rest; a blind guess scores 50",
     )
 

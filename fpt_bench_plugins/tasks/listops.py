@@ -162,10 +162,10 @@ class ListOps(Task):
         paper=PaperHParams(lr=1e-3, batch_size=16, steps=10_000),
         # quick: a 2000-token cell is slow on a CPU, so validation and test read subsets (the first 100 / 500),
         # in evaluation batches of 32 sequences (128 of 2000 tokens would hold GiBs of activations at once)
-        # smoke: the small in-memory set (up to 100 tokens), 2 expressions a step and 16 to evaluate
+        # smoke: the small in-memory set (up to 100 tokens), 10 steps of 2 expressions and 8 to evaluate
         profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=100,
                                            test_examples=500, eval_batch_size=32),
-                  "smoke": HParamOverrides(batch_size=2, val_examples=16, test_examples=16)},
+                  "smoke": HParamOverrides(steps=10, batch_size=2, eval_every=5, val_examples=8, test_examples=8)},
         profile_options={"smoke": {"source": "small"}},
         chance=0.17, chance_note="always the most common answer (9 or 0: each about 17% of the generated set)",
     )
