@@ -8,13 +8,16 @@ sequences of TAPE-like lengths): the time of a cell depends on the shapes, not o
     python benchmarks/smoke_cells.py --backbone hf_encoder --backbone-args preset=minilm
     python benchmarks/smoke_cells.py --backbone gpt2 --backbone-args weights=random --tasks bit_xor,mnist
 
-Prints one line per cell (wall, train and evaluation seconds, tokens seen), the CPU's flags and the load.
+Prints one line per cell (wall, train and evaluation seconds, and the CPU seconds the process used: on a shared
+machine wall time says more about the neighbours than about the cell; on an idle 2-core CPU a cell's wall time is
+about its CPU time / 1.5-2), the CPU's flags and the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -63,6 +66,11 @@ def patch_file_tasks() -> None:
         task.prepare = lambda *args, **kwargs: None  # type: ignore[method-assign]
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="hf_encoder")
@@ -78,16 +86,16 @@ def main() -> int:
     flags = subprocess.run("lscpu | grep -o 'avx[^ ]*\\|amx[^ ]*' | sort -u | tr '\\n' ' '", shell=True,
                            capture_output=True, text=True).stdout.strip()
     print(f"cpu flags: {flags}\nload before: {os.getloadavg()}  torch threads: {torch.get_num_threads()}")
-    print(f"{'task':<22} {'status':<7} {'wall s':>7} {'train s':>8} {'eval s':>7} {'steps':>5}  backbone")
+    print(f"{'task':<22} {'status':<7} {'wall s':>7} {'cpu s':>6} {'train s':>8} {'eval s':>7} {'steps':>5}  backbone")
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(device="cpu", data_dir=Path(tmp) / "data", output_dir=Path(tmp) / "out", progress=False)
         for cell in expand_cells(config, host, "cpu"):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu()
             result = run_cell(cell, result_path(ctx.output_dir, cell), ctx)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, _cpu() - c0
             t = result.timing
-            print(f"{cell.task:<22} {result.status:<7} {wall:7.1f} {t.train_seconds:8.1f} {t.eval_seconds:7.1f} "
-                  f"{t.steps:5d}  {cell.backbone}[{args.backbone_args}]", flush=True)
+            print(f"{cell.task:<22} {result.status:<7} {wall:7.1f} {cpu:6.1f} {t.train_seconds:8.1f} "
+                  f"{t.eval_seconds:7.1f} {t.steps:5d}  {cell.backbone}[{args.backbone_args}]", flush=True)
             if result.status == "failed":
                 print(f"    {(result.error or '').splitlines()[0]}", file=sys.stderr)
     print(f"load after: {os.getloadavg()}")
