@@ -113,13 +113,16 @@ def unavailable_reason(source: str, needs_weights: bool = True, install: str = "
     ``install``: how to get a packaged copy (e.g. a pip command), said first when given; ``alternative``: what
     else works without these files (e.g. ``weights=random`` for a backbone that needs no config)."""
     folder = Path(source).expanduser()
+    then = f". {alternative}" if alternative else ""
+    local = f"could not load {'pretrained weights' if needs_weights else 'the model config'} from the local directory"
     if folder.is_dir():
         problem = local_problem(folder, needs_weights)
         if problem is None:
             return None
-        what = "pretrained weights" if needs_weights else "the model config"
-        return (f"could not load {what} from the local directory {source}: {problem} (it needs {CONFIG_FILE} and "
-                "model.safetensors, as save_pretrained writes them)")
+        return (f"{local} {source}: {problem} (it needs {CONFIG_FILE} and model.safetensors, as save_pretrained "
+                f"writes them){then}")
+    if source.startswith(("/", "./", "../", "~")) or source.count("/") > 1:  # a path, not a hub id (org/name)
+        return f"{local} {source}: no such folder{then}"
     if cached(source, needs_weights):
         return None
     why = hub_unreachable()
