@@ -17,6 +17,10 @@ PLUGIN_API = "1.1"  # major bumps break plugins; minor bumps only add
 
 hookimpl = pluggy.HookimplMarker("fpt_bench")
 
+from fpt_bench.infra.threads import passive_openmp  # noqa: E402
+
+passive_openmp()  # before torch is imported (fpt_bench/infra/threads.py says why)
+
 # public name -> the module that defines it
 _HOMES: dict[str, str] = {
     **dict.fromkeys(["UserError", "PluginError", "DataMissingError", "CorruptFileError"], "fpt_bench.api.errors"),

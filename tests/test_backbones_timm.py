@@ -160,7 +160,7 @@ def test_pretrained_through_the_hub_cache_offline(tmp_path: Path) -> None:
     assert out["vit_tiny_patch16_224"]["layers"] == 1
     assert out["vit_tiny_patch16_224"]["q"] == pytest.approx(state["blocks.0.attn.qkv.weight"].sum().item(), abs=1e-4)
     error = out["vit_base_patch14_dinov2.lvd142m"]["error"]
-    assert "pretrained timm weights of vit_base_patch14_dinov2.lvd142m" in error and "HF_HUB_OFFLINE" in error
+    assert "needs a download: vit_base_patch14_dinov2.lvd142m" in error and "HF_HUB_OFFLINE" in error
     assert "hf download timm/vit_base_patch14_dinov2.lvd142m" in error and str(hub) in error
 
 

@@ -102,8 +102,10 @@ def test_listops_run_on_a_generated_set(tmp_path: Path) -> None:
     listops = get_host().tasks.get("listops")
     listops.generate_data(tmp_path / "data", 0, sizes={"train": 12, "val": 4, "test": 4})
     out = tmp_path / "out"
-    code = main(["run", "--task", "listops", "--backbone-args", TINY, "--profile", "smoke", "--device", "cpu",
-                 "--output-dir", str(out), "--data-dir", str(tmp_path / "data"), "--steps", "6", "--no-progress"])
+    # smoke reads the small in-memory set unless the cell names a source: its own --task-args win
+    code = main(["run", "--task", "listops", "--task-args", "source=generated", "--backbone-args", TINY, "--profile",
+                 "smoke", "--device", "cpu", "--output-dir", str(out), "--data-dir", str(tmp_path / "data"), "--steps",
+                 "6", "--no-progress"])
     result = json.loads(next(out.rglob("*.json")).read_text())
     assert code == 0 and result["status"] == "ok" and result["metrics"]["test_accuracy"] is not None
     assert result["provenance"]["data"]["train"]["source"] == "generated (LRA algorithm)"

@@ -89,9 +89,14 @@ def test_positions_grow_for_long_tasks(saved_tiny: Path) -> None:
 def test_missing_weights_offline_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         build({"source": str(tmp_path / "empty")})
+    assert str(info.value) == (f"could not load pretrained weights from the local directory {tmp_path / 'empty'}: no "
+                               "such folder. weights=random builds GPT-2 from its config alone (no files)")
+    with pytest.raises(UserError) as info:
+        build({"source": "tiny-org/absent"})  # a hub id, offline and not cached
     message = str(info.value)
-    assert "could not load pretrained weights from the Hugging Face cache" in message
-    assert "--backbone-args source=/path/to/that/dir" in message and "weights=random" in message
+    assert message.startswith("the model 'tiny-org/absent' is not here (not in the Hugging Face cache ")
+    assert "--backbone-args source=/that/folder" in message and message.endswith(
+        "weights=random builds GPT-2 from its config alone (no files)")
     empty = tmp_path / "empty_dir"
     empty.mkdir()
     with pytest.raises(UserError, match=f"could not load pretrained weights from the local directory {empty}"):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from lb_support import TINY, TWO_ROWS, make_result, test_host, write
 
-from fpt_bench import UserError
 from fpt_bench.cli import main
 from fpt_bench.host import manager as plugin_host
 from fpt_bench.leaderboard import build_table, load_results, render, to_dict
@@ -73,31 +72,42 @@ def test_failed_seeds_are_counted_not_averaged(tmp_path: Path) -> None:
     assert (s.mean, s.n, s.n_failed, s.status) == (pytest.approx(90.0), 1, 1, "ok")
 
 
-def test_mixed_protocols_in_one_column_are_refused(tmp_path: Path) -> None:
-    write(tmp_path, make_result("bit_xor", seed=0))
-    write(tmp_path, make_result("bit_xor", seed=1, task_args={"protocol": "paper-compat"}))
+def test_mixed_protocols_are_shown_side_by_side(tmp_path: Path) -> None:
+    write(tmp_path, make_result("bit_xor", seed=0, test=0.5, val=0.5))
+    write(tmp_path, make_result("bit_xor", seed=1, test=0.7, val=0.7, task_args={"protocol": "paper-compat"}))
     results, _ = load_results([tmp_path])
-    with pytest.raises(UserError, match=r"column 'bit_xor' would mix protocols: 'default' .*'paper-compat'"):
-        build_table(results, TWO_ROWS)
-    with pytest.raises(UserError, match="would mix protocols"):
-        build_table(results)  # derived rows and columns too
+    t = build_table(results, TWO_ROWS)  # never refused, never mixed into one number
+    assert t.rows == ["FPT", "FPT (protocol default)", "FPT (protocol paper-compat)", "Full"]
+    assert t.cells[("FPT (protocol default)", "bit_xor")].mean == pytest.approx(50.0)
+    compat = t.cells[("FPT (protocol paper-compat)", "bit_xor")]
+    assert (compat.mean, compat.n, compat.reference) == (pytest.approx(70.0), 1, 100.0)  # the row's paper number
+    assert t.cells[("FPT", "bit_memory")].status == "missing" and ("FPT", "bit_xor") not in t.cells
+    assert t.columns[1].protocol == "default, paper-compat"
+    text = render(t, "github")
+    assert "FPT (protocol paper-compat) |" in text and "bit\\_xor \\[v1, default, paper-compat\\]" in text
+    derived = build_table(results)  # rows and columns from the results: the same split
+    assert derived.rows == ["gpt2[n_embd=32,n_head=2,n_layers=2,weights=random] / fpt (protocol default)",
+                            "gpt2[n_embd=32,n_head=2,n_layers=2,weights=random] / fpt (protocol paper-compat)"]
     only = build_table(results, TWO_ROWS, protocol="paper-compat")
     assert only.cells[("FPT", "bit_xor")].n == 1 and only.columns[1].protocol == "paper-compat"
-    assert len(build_table(results, TWO_ROWS, layout="long").long) == 5  # long layout: each states its own
+    long = build_table(results, TWO_ROWS, layout="long").long
+    assert sorted(s.row for s in long if s.column == "bit_xor") == ["FPT (protocol default)",
+                                                                    "FPT (protocol paper-compat)", "Full"]
 
 
-def test_mixed_task_versions_and_profiles_are_refused(tmp_path: Path) -> None:
+def test_mixed_task_versions_and_profiles_are_shown_side_by_side(tmp_path: Path) -> None:
     write(tmp_path, make_result("bit_xor", seed=0, version="1"))
     write(tmp_path, make_result("bit_xor", seed=1, version="2"))
     results, _ = load_results([tmp_path])
-    with pytest.raises(UserError, match="would mix task versions: '1'.*'2'"):
-        build_table(results, TWO_ROWS)
+    assert build_table(results, TWO_ROWS).rows == ["FPT", "FPT (version 1)", "FPT (version 2)", "Full"]
     other = tmp_path / "profiles"
-    write(other, make_result("bit_xor", seed=0, profile="smoke"))
-    write(other, make_result("bit_xor", seed=0, profile="quick"))
+    write(other, make_result("bit_xor", seed=0, profile="smoke", steps=4))
+    write(other, make_result("bit_xor", seed=0, profile="quick", steps=8))  # the profile says it: steps not named
+    write(other, make_result("bit_memory", seed=0, profile="quick", steps=8))
     results, _ = load_results([other])
-    with pytest.raises(UserError, match=r"several profiles \(quick, smoke\).*--profile"):
-        build_table(results, TWO_ROWS)
+    t = build_table(results, TWO_ROWS)
+    assert t.rows == ["FPT (profile quick)", "FPT (profile smoke)", "Full"]  # several profiles: every row says its
+    assert t.cells[("FPT (profile quick)", "bit_memory")].n == 1
     assert build_table(results, TWO_ROWS, profile="quick").cells[("FPT", "bit_xor")].n == 1
 
 
@@ -116,11 +126,31 @@ def test_learning_rate_is_selected_by_validation_not_test(tmp_path: Path) -> Non
 
 
 def test_other_hyperparameters_never_share_a_cell(tmp_path: Path) -> None:
-    write(tmp_path, make_result("bit_xor", seed=0, steps=4))
-    write(tmp_path, make_result("bit_xor", seed=1, steps=8))
+    write(tmp_path, make_result("bit_xor", seed=0, steps=4, test=0.6, val=0.6))
+    write(tmp_path, make_result("bit_xor", seed=1, steps=8, test=0.8, val=0.8))
     results, _ = load_results([tmp_path])
-    with pytest.raises(UserError, match=r"different hyperparameters \(.*steps: 4 vs 8"):
-        build_table(results, TWO_ROWS)
+    t = build_table(results, TWO_ROWS)
+    assert t.rows == ["FPT", "FPT (eval_every=2, steps=4)", "FPT (eval_every=4, steps=8)", "Full"]
+    assert t.cells[("FPT (eval_every=4, steps=8)", "bit_xor")].mean == pytest.approx(80.0)
+    long = render(build_table(results, layout="long"), "github", "long")
+    assert "fpt (eval\\_every=2, steps=4)" in long and "fpt (eval\\_every=4, steps=8)" in long
+
+
+def test_failed_cells_show_their_reason(tmp_path: Path) -> None:
+    reason = "fashion_mnist: data missing: FashionMNIST/raw/train-images-idx3-ubyte.gz (run fpt-bench data import)"
+    write(tmp_path, make_result("bit_xor", seed=0, test=None, val=None, status="failed", curve=[],
+                                error=reason + "\nmore lines"))
+    write(tmp_path, make_result("bit_memory", seed=0, test=0.9, val=0.9))
+    write(tmp_path, make_result("bit_memory", seed=1, test=None, val=None, status="failed", curve=[], error="boom"))
+    t = table_of(tmp_path, suite=TWO_ROWS)
+    assert t.cells[("FPT", "bit_xor")].errors == [reason]
+    text = render(t, "github")
+    assert "failed: fashion\\_mnist: data missing" in text and "n=0" not in text
+    assert "90.0 (n=1, 1 failed: boom)" in text
+    rows = {r["column"]: r for r in csv.DictReader(io.StringIO(render(t, "csv", "long"))) if r["row"] == "FPT"}
+    assert rows["bit_xor"]["status"] == f"failed: {reason}" and rows["bit_xor"]["n"] == "0"
+    assert "| failed " in render(t, "github", "long")  # the mean column says failed, not a blank or n=0
+    assert json.loads(render(t, "json"))["cells"][1]["errors"] == [reason]
 
 
 def test_malformed_and_tampered_files_are_refused_with_the_reason(tmp_path: Path) -> None:

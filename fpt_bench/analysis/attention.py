@@ -18,6 +18,7 @@ from fpt_bench.api.errors import UserError
 from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.api.task import Batch
+from fpt_bench.cells.profiles import task_options
 from fpt_bench.infra.safe_read import open_regular
 from fpt_bench.leaderboard.validate import cell_config, check_result_file
 from fpt_bench.results.schema import CellResult
@@ -56,7 +57,7 @@ def load_trained(result_file: Path, host: Any) -> Rebuilt:
         raise UserError(f"{params_file}: belongs to another cell (its config hash differs from {result_file}'s)")
     cell = cell_config(result)
     task = host.tasks.get(cell.task)
-    options = task.options(cell.task_args)
+    options = task_options(task, cell.task_args, cell.profile)
     spec = task.resolve_spec(options)
     seed_everything(cell.seed)
     torch.manual_seed(derive_seed(cell.seed, "model"))  # as the runner does: the same random init

@@ -78,3 +78,11 @@ class Backbone(Configurable):
 
     def build(self, options: BaseModel, max_len: int) -> BackboneModule:
         raise NotImplementedError
+
+    def availability(self, options: BaseModel) -> str | None:
+        """Why ``build(options)`` cannot work on this machine as it is (its weights are not here and cannot be
+        fetched), as one message that says what to install or where to put the files; None when it can.
+
+        Asked before cells run (``fpt-bench run`` skips such cells, ``fpt-bench ls cells`` lists them as
+        unavailable), so it must be quick: look for files, never download. Default: always available."""
+        return None

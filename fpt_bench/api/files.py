@@ -4,8 +4,11 @@ are variable-length token sequences (ListOps, TAPE, SCOPe) — one base class th
 A task lists its files as :class:`DataFile` (path in the data directory, url, md5). ``require_files`` checks them
 (checksums cached in the data directory's manifest) and raises one error saying what is missing and how to get it;
 ``prepare_files`` also downloads when asked (``fpt-bench data fetch``); ``files_provenance`` is what a result
-records about them. Every file a task reads is untrusted: ``open_regular`` / ``read_bytes`` / ``read_text`` open
-regular files only, with a size bound (a fifo or ``/dev/zero`` is one clear error); ``open_data``, ``read_upto``,
+records about them.
+
+Files a task writes (a generated data set) go through ``atomic_write`` / ``atomic_directory``: a reader never sees
+half a file. Every file a task reads is untrusted: ``open_regular``, ``read_bytes`` and ``read_text`` open regular
+files only, with a size bound (a fifo or ``/dev/zero`` is one clear error); ``open_data``, ``read_upto``,
 ``check_promise`` and ``at_end`` read compressed files no further than their header promises (no decompression
 bomb); ``load_plain_pickle`` admits plain data only.
 
@@ -31,11 +34,13 @@ from fpt_bench.datastore.files import provenance as files_provenance
 from fpt_bench.datastore.importer import prepare_files
 from fpt_bench.datastore.safepickle import load as load_plain_pickle
 from fpt_bench.datastore.safepickle import loads as loads_plain_pickle
+from fpt_bench.infra.atomic import atomic_directory, atomic_write
 from fpt_bench.infra.safe_read import open_regular, read_bytes, read_text
 
-__all__ = ["DECOMPRESS_ERRORS", "DataFile", "FileState", "RaggedTokens", "TokenFileTask", "at_end", "cached_tokens",
-           "check_files", "check_promise", "file_md5", "files_provenance", "load_plain_pickle", "loads_plain_pickle",
-           "open_data", "open_regular", "prepare_files", "read_bytes", "read_text", "read_upto", "require_files"]
+__all__ = ["DECOMPRESS_ERRORS", "DataFile", "FileState", "RaggedTokens", "TokenFileTask", "at_end",
+           "atomic_directory", "atomic_write", "cached_tokens", "check_files", "check_promise", "file_md5",
+           "files_provenance", "load_plain_pickle", "loads_plain_pickle", "open_data", "open_regular",
+           "prepare_files", "read_bytes", "read_text", "read_upto", "require_files"]
 
 
 def file_md5(data_dir: Path, path: Path) -> str:

@@ -4,7 +4,7 @@ typo is an error, not a default)."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -80,6 +80,16 @@ class TaskSpec(Strict):
     bucket_by_length: bool = False  # variable-length tasks: train on batches of similar length (less padding)
     paper: PaperHParams = PaperHParams()
     profiles: dict[str, HParamOverrides] = {}  # per-profile overrides for this task
+    # task options a profile sets (the cell's own --task-args win), e.g. a small generated set under smoke; they
+    # change the data, not the cell's identity, and the result's data provenance says which data was read
+    profile_options: dict[str, dict[str, Any]] = {}
+    # accuracy (0-1) reached without solving the task: the most common answer, or a shortcut the task admits
+    # (bit_memory: copy the query's unmasked half); None = 1 / n_classes. ``chance_note`` says how it is reached
+    chance: float | None = Field(default=None, ge=0, le=1)
+    chance_note: str = ""
+
+    def chance_level(self) -> float:
+        return self.chance if self.chance is not None else 1.0 / self.output.n_classes
 
 
 # ----------------------------------------------------------------------------------- other plugins

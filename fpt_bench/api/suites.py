@@ -48,6 +48,7 @@ class SuiteSpec(Strict):
     metric: Literal["test_accuracy", "steps_to_threshold"] = "test_accuracy"
     thresholds: dict[str, float] = {}  # column -> validation accuracy in [0, 1]
     notes: list[str] = []
+    next_steps: list[str] = []  # commands `fpt-bench run` suggests once this suite's cells are done
 
     @model_validator(mode="after")
     def _check_names(self) -> SuiteSpec:

@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 from torch import nn
 
+from fpt_bench.api.availability import unavailable_reason
 from fpt_bench.api.backbone import Backbone, BackboneModule
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.checkpoint_schema import Architecture
+from fpt_bench.api.errors import UserError
 from fpt_bench.api.structure import TransformerOptions
 from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_
 
@@ -55,6 +57,27 @@ class TransformerBackbone(Backbone):
     kind: ClassVar[str]
     architecture_schema: ClassVar[type[Architecture] | None] = None  # what a saved backbone's architecture holds
     random_init: ClassVar[str] = "transformers default (normal, std 0.02)"
+    random_alternative: ClassVar[str] = ""  # said when pretrained files are missing: what works without them
+
+    def install_hint(self, source: str) -> str:
+        """How to get ``source``'s files without the hub when a package brings them (said first), else ``""``."""
+        return ""
+
+    def needed_files(self, options: Any) -> tuple[str | None, bool]:
+        """(the pretrained source whose files a cell with these options needs, whether its weights too). Default:
+        the source for pretrained and stats weights; nothing for random init (a library config) or a checkpoint."""
+        if options.weight_source.needs_pretrained:
+            return self.source(options), True
+        return None, False
+
+    def availability(self, options: Any) -> str | None:
+        """Why the files these options need are neither here nor fetchable (one message that says what to do), or
+        None: asked before cells run and again by ``build``, so a machine without them fails at once."""
+        source, needs_weights = self.needed_files(options)
+        if source is None:
+            return None
+        return unavailable_reason(source, needs_weights=needs_weights, install=self.install_hint(source),
+                                  alternative=self.random_alternative if needs_weights else "")
 
     def source(self, options: BaseModel) -> str | None:
         """The hub id or local directory of the pretrained model these options name."""
@@ -78,6 +101,9 @@ class TransformerBackbone(Backbone):
         """After the weights and the depth: what every source shares (grow positions, kernels, notes)."""
 
     def build(self, options: TransformerOptions, max_len: int) -> TransformerModule:  # type: ignore[override]
+        reason = self.availability(options)
+        if reason is not None:
+            raise UserError(reason)
         weights = options.weight_source
         what = "the model"
         if weights.kind == "random":

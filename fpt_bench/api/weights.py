@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from fpt_bench.api import availability
 from fpt_bench.api.backbone_checkpoint import SUFFIX, BackboneCheckpoint, read_backbone_checkpoint
 from fpt_bench.api.checkpoint_schema import Architecture, brief
 from fpt_bench.api.errors import CorruptFileError, UserError
@@ -73,29 +73,14 @@ def _shown(allowed: tuple[str, ...]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ pretrained
-def hub_cache_dir() -> str:
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")
+hub_cache_dir = availability.hub_cache_dir
+_offline = availability.offline_env
 
 
-def _offline() -> bool:
-    try:
-        from huggingface_hub import constants
-
-        if constants.HF_HUB_OFFLINE:
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def pretrained_error(source: str, exc: BaseException, what: str = "pretrained weights") -> UserError:
-    """One clear message: where we looked, why it failed, how to get the files here."""
+def pretrained_error(source: str, exc: BaseException, what: str = "pretrained weights", alternative: str = "") \
+        -> UserError:
+    """One clear message: where we looked, why it failed, how to get the files here (and ``alternative``: what
+    else works without them, when something does)."""
     is_dir = Path(source).expanduser().is_dir()
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
     if "ignore_mismatched_sizes" in first:  # transformers points at a report that stays silenced here
@@ -110,29 +95,11 @@ def pretrained_error(source: str, exc: BaseException, what: str = "pretrained we
         fix = (f"to work offline, run `hf download {source}` where there is internet and copy the cache folder "
                f"(models--{source.replace('/', '--')}) into {hub_cache_dir()}, or save the model with "
                f"save_pretrained and pass --backbone-args source=/path/to/that/dir")
-    return UserError(f"could not load {what} from {where}: {first}. {fix}; or use weights=random")
+    extra = f". {alternative}" if alternative else ""
+    return UserError(f"could not load {what} from {where}: {first}. {fix}{extra}")
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
-
-
-def hub_unavailable(source: str, *needs: tuple[str, ...], what: str = "") -> str | None:
-    """Why ``source`` (a hub id) cannot be loaded here, for ``fpt-bench ls cells``: the hub is switched off
-    (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE) and the cache lacks a file of ``needs`` (each a tuple of alternatives,
-    default: config.json). None when it can: a local directory, a cached repository, or the hub allowed."""
-    if Path(source).expanduser().is_dir() or not _offline():
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return None
-    for files in needs or (("config.json",),):
-        if not any(isinstance(try_to_load_from_cache(source, name), str) for name in files):
-            return (f"needs a download: {what or source} is not in the Hugging Face cache {hub_cache_dir()} "
-                    f"({files[0]} missing) and the hub is off (HF_HUB_OFFLINE); run `hf download {source}` where "
-                    f"there is internet")
-    return None
+WEIGHT_FILES = availability.WEIGHT_FILES
 
 
 def _dtype_kwargs(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
@@ -148,32 +115,44 @@ def resolve_source(source: str) -> str:
     return str(path) if path.is_dir() else source
 
 
-def load_config(source: str) -> Any:
-    """The config alone (``config.json``) of a hub id or local directory; no weights are read."""
+def load_config(source: str, install: str = "", alternative: str = "") -> Any:
+    """The config alone (``config.json``) of a hub id or local directory; no weights are read. Without the file
+    here and without a hub to ask, one error at once (``availability.unavailable_reason``), never a retry loop."""
     from transformers import AutoConfig
 
+    reason = availability.unavailable_reason(source, needs_weights=False, install=install, alternative=alternative)
+    if reason is not None:
+        raise UserError(reason)
     try:
-        return AutoConfig.from_pretrained(resolve_source(source), trust_remote_code=False)
+        with _quiet_transformers():
+            return AutoConfig.from_pretrained(resolve_source(source), trust_remote_code=False,
+                                              local_files_only=availability.local_files_only(source))
     except (OSError, ValueError, KeyError) as exc:
-        raise pretrained_error(source, exc, "the model config") from None
+        raise pretrained_error(source, exc, "the model config", alternative) from None
 
 
 def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any], sdpa: bool = True,
-                    dtype: torch.dtype = torch.float32, **model_kwargs: Any) -> nn.Module:
+                    dtype: torch.dtype = torch.float32, install: str = "", alternative: str = "",
+                    **model_kwargs: Any) -> nn.Module:
     """``from_pretrained`` for a hub id or a local directory in ``dtype`` (float32 unless a backbone chooses its
-    compute dtype), ``trust_remote_code=False``; one clear error when the weights are missing."""
+    compute dtype), ``trust_remote_code=False``; one clear error when the weights are missing, at once when they
+    are not here and the hub cannot be asked."""
+    reason = availability.unavailable_reason(source, needs_weights=True, install=install, alternative=alternative)
+    if reason is not None:
+        raise UserError(reason)
     local = resolve_source(source)
     try:
         with _quiet_transformers():
             model, info = model_class.from_pretrained(
                 local, trust_remote_code=False, attn_implementation="sdpa" if sdpa else "eager",
-                output_loading_info=True, **_dtype_kwargs(dtype), **config_overrides, **model_kwargs,
+                output_loading_info=True, local_files_only=availability.local_files_only(source),
+                **_dtype_kwargs(dtype), **config_overrides, **model_kwargs,
                 # a local folder: safetensors only (a pickle is never read); the hub: safetensors when it has
                 # them, else transformers' weights_only loading
                 **({"use_safetensors": True} if local != source or Path(local).is_dir() else {}),
             )
     except (OSError, ValueError, pickle.UnpicklingError, RuntimeError) as exc:  # RuntimeError: tensor shapes
-        raise pretrained_error(source, exc) from None
+        raise pretrained_error(source, exc, alternative=alternative) from None
     # transformers' own load report (a table, also for checkpoint keys this encoder-only model does not use) is
     # silenced above; what matters for a frozen backbone is a weight the checkpoint lacks: it would be random.
     missing = sorted(info.get("missing_keys") or [])

@@ -17,7 +17,7 @@ from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import CorruptFileError, UserError
 from fpt_bench.api.hparams import HParamOverrides
 from fpt_bench.api.options import Flag, Strict, brief_validation_error
-from fpt_bench.cells.profiles import default_profile, resolve_hparams
+from fpt_bench.cells.profiles import check_profile, default_profile, resolve_hparams
 from fpt_bench.host.manager import Host
 from fpt_bench.infra.safe_read import read_bytes
 
@@ -195,25 +195,27 @@ def expand_cells(config: RunConfig, host: Host, device: str,
     keeps the suite's cells of those tasks. Each ``sweep`` dimension multiplies the cells.
     """
     profile = config.profile or default_profile(device)
+    check_profile(profile)  # before the cells: a misspelt profile is the error to report
     user = config.hparams.model_dump(exclude_none=True)
     points = [dict(zip(config.sweep, values, strict=True)) for values in itertools.product(*config.sweep.values())]
     cells = []
+    said: set[str] = set()
     for entry in _grid(config, host):
         try:
             task = host.tasks.get(entry["task"])
             task.options(entry["task_args"])
             backbone = host.backbones.get(entry["backbone"])
-            backbone_options = backbone.options(entry["backbone_args"])
+            reason = backbone.availability(backbone.options(entry["backbone_args"]))
             host.policies.get(entry["policy"]).options(entry["policy_args"])
+            if reason is not None:
+                raise UserError(reason)
         except UserError as exc:
             if unavailable is None or not config.suite:
                 raise
-            unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {exc}")
-            continue
-        needs = getattr(backbone, "unavailable", None)  # optional: what the backbone needs that is not here
-        reason = needs(backbone_options) if callable(needs) and unavailable is not None and config.suite else None
-        if reason:
-            unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {reason}")
+            # a reason shared by several cells (weights not installed) is said in full once
+            shown = "(the reason above)" if str(exc) in said else str(exc)
+            said.add(str(exc))
+            unavailable.append(f"{entry['label']} / {entry['task']}: unavailable: {shown}")
             continue
         suite_cell = entry["hparams"].model_dump(exclude_none=True) if entry.get("hparams") is not None else {}
         for point in points:

@@ -38,9 +38,19 @@ def default_profile(device: str) -> str:
     return "paper" if device.startswith("cuda") else "quick"
 
 
-def resolve_hparams(task: TaskSpec, profile: str, overrides: HParamOverrides | None = None) -> TrainHParams:
+def task_options(task: Any, task_args: dict[str, Any], profile: str) -> Any:
+    """A task's options in a cell: what its spec sets for ``profile`` (``TaskSpec.profile_options``), then the
+    cell's own task args."""
+    return task.options({**task.spec.profile_options.get(profile, {}), **task_args})
+
+
+def check_profile(profile: str) -> None:
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+
+
+def resolve_hparams(task: TaskSpec, profile: str, overrides: HParamOverrides | None = None) -> TrainHParams:
+    check_profile(profile)
     values: dict[str, Any] = task.paper.model_dump()
     layers = [PROFILES[profile][1], task.profiles.get(profile), overrides]
     for layer in layers:

@@ -19,6 +19,7 @@ from fpt_bench.api.errors import ResultWriteError, UserError
 from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.cells.context import RunContext
+from fpt_bench.cells.profiles import task_options as task_options_for
 from fpt_bench.infra.progress import Progress
 from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Timing
 from fpt_bench.results.store import checkpoint_path, selected_params_path, write_result
@@ -56,7 +57,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     device = torch.device(ctx.device)
     host = ctx.host
     task = host.tasks.get(cell.task)
-    task_options = task.options(cell.task_args)
+    task_options = task_options_for(task, cell.task_args, cell.profile)
     spec = task.resolve_spec(task_options)
     precision = resolve_precision(cell.hparams.precision, device)
     seeds = seed_everything(cell.seed)

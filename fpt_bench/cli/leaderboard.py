@@ -37,7 +37,8 @@ def add_parser(sub: Any) -> None:
     lb.add_argument("--output", type=Path, metavar="FILE", help="write the table here instead of stdout")
     lb.add_argument("--plots", type=Path, metavar="DIR", help="also write the plots (PNG and SVG) to DIR")
     lb.add_argument("--publish", type=Path, metavar="DIR", help="regenerate DIR/LEADERBOARD.md, DIR/index.html, "
-                    "DIR/plots/ and DIR/reference.json from DIR/results/ (suites from DIR/leaderboard.toml)")
+                    "DIR/plots/ and DIR/reference.json from DIR/results/, after adding the RESULT_DIRs' result "
+                    "files to it (checked); suites from DIR/leaderboard.toml, else those the results belong to")
     lb.add_argument("--add", nargs="+", type=Path, metavar="FILE", help="check result files made elsewhere and "
                     "add the accepted ones to DIR/results/ (DIR from --publish, default leaderboard/), then publish")
     _add_overrides(lb)
@@ -135,23 +136,46 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _result_files(paths: list[Path]) -> list[Path]:
+    """The result files under folders (``*.json``) and the files named."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*.json") if f.is_file())
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UserError(f"{p}: no such result file or folder")
+    return files
+
+
 def _publish(args: argparse.Namespace) -> int:
     from fpt_bench.host.manager import get_host
     from fpt_bench.leaderboard.add import add_results
-    from fpt_bench.leaderboard.page import publish
+    from fpt_bench.leaderboard.page import NothingToPublish, publish
 
     folder = args.publish or DEFAULT_FOLDER
     code = 0
-    if args.add:
-        report = add_results(args.add, folder / "results")
-        for path in report.added:
+    named = list(args.add or [])
+    from_dirs = _result_files(args.result_dirs) if args.publish and args.result_dirs else []
+    if named or from_dirs:
+        report = add_results(named + from_dirs, folder / "results")
+        listed = len(report.added) + len(report.unchanged) <= 10  # a folder of results: counts, not every file
+        for path in report.added if listed else []:
             print(f"added      {path}")
-        for path in report.unchanged:
+        for path in report.unchanged if listed else []:
             print(f"unchanged  {path} (already published)")
+        if not listed:
+            print(f"added {len(report.added)} result file(s) to {folder / 'results'} ({len(report.unchanged)} "
+                  f"already there)")
         for reason in report.refused:
             print(f"refused    {reason}", file=sys.stderr)
         code = 2 if report.refused else 0
-    written = publish(folder, get_host())
+    try:
+        written = publish(folder, get_host())
+    except NothingToPublish as exc:
+        print(f"fpt-bench: warning: {exc}", file=sys.stderr)
+        return code or exc.exit_code  # refused files are the user's error (2) whatever else there is
     print(f"published {folder}/: " + ", ".join(p.name for p in written if p.suffix in (".md", ".html", ".json")))
     return code
 

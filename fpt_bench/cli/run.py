@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fpt_bench.cells.config import expand_cells, resolve_device
     from fpt_bench.cells.context import RunContext
     from fpt_bench.cells.profiles import default_profile
+    from fpt_bench.cells.summary import print_run_summary
     from fpt_bench.cells.sweep import run_sweep
     from fpt_bench.datastore.files import resolve_data_dir
     from fpt_bench.host.manager import get_host
@@ -111,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         lines = (o.result.error or "").splitlines() if o.result else []
         shown = lines if o.result and o.result.error_kind == "user" else lines[:1]  # user errors: the whole fix
         print(f"  failed: {o.cell.label()}: " + "\n    ".join(shown), file=sys.stderr)
+    print_run_summary(summary.outcomes, config.suite, host, config.output_dir)  # fpt_bench.cells.summary
     if any(o.result and o.result.error_kind == "internal" for o in failed):
         return 1
     return 2 if failed else 0

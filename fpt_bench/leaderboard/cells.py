@@ -31,8 +31,8 @@ class CellStatus:
 
 
 def unavailable_reason(cell: SuiteCell, host: Any, over: dict[str, dict[str, Any]]) -> str | None:
-    """Why this suite cell cannot run here (a plugin is not installed, or refuses the options, or a backbone's
-    optional ``unavailable(options)`` names something it needs that is not here), or None."""
+    """Why this suite cell cannot run here (a plugin is not installed or refuses the options, or the backbone's
+    weights are not here and cannot be fetched: ``Backbone.availability``), or None."""
     try:
         host.tasks.get(cell.task).options({**cell.task_args, **over.get("task_args", {})})
         backbone = host.backbones.get(cell.backbone)
@@ -40,8 +40,7 @@ def unavailable_reason(cell: SuiteCell, host: Any, over: dict[str, dict[str, Any
         host.policies.get(cell.policy).options({**cell.policy_args, **over.get("policy_args", {})})
     except UserError as exc:
         return str(exc)
-    needs = getattr(backbone, "unavailable", None)
-    return needs(options) if callable(needs) else None
+    return backbone.availability(options)
 
 
 def _describe(cell: SuiteCell, over: dict[str, dict[str, Any]]) -> str:
@@ -100,11 +99,15 @@ def result_statuses(output_dir: Path) -> tuple[list[CellStatus], list[str]]:
 
 def format_statuses(rows: list[CellStatus]) -> str:
     lines = []
+    said: set[str] = set()
     for r in rows:
         seed = "" if r.seed is None else f"seed {r.seed}"
         lr = "" if r.lr is None else f"lr {r.lr:g}"
         where = f"-> {r.path}" if r.path else ""
-        detail = f"({r.detail})" if r.detail else ""
+        # a reason several cells share (a backbone's weights not installed) is said in full once
+        repeated = r.status == "unavailable" and r.detail in said
+        said.add(r.detail)
+        detail = "(the reason above)" if repeated else f"({r.detail})" if r.detail else ""
         lines.append("  ".join(p for p in (f"{r.status:<11}", r.label, seed, lr, r.profile, where, detail) if p))
     counts: dict[str, int] = defaultdict(int)
     for r in rows:

@@ -19,6 +19,7 @@ from typing import Any
 from fpt_bench.api.errors import CorruptFileError, UserError
 from fpt_bench.api.suites import SuiteSpec
 from fpt_bench.leaderboard.validate import check_result_file
+from fpt_bench.leaderboard.variants import split_rows
 from fpt_bench.results.schema import CellResult
 
 
@@ -50,6 +51,7 @@ class Stat:
     reference_mark: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # task, backbone(+args), policy(+args), profile, hparams
     selected: bool = True  # the learning rate chosen by validation accuracy (long layout lists every rate)
+    errors: list[str] = field(default_factory=list)  # why seeds failed (first line of each distinct error)
     steps: list[int | None] = field(default_factory=list)  # per run: steps to the column's threshold
 
     @property
@@ -174,20 +176,20 @@ def build_table(results: list[Loaded], suite: SuiteSpec | None = None, overrides
     (backbone / policy) and columns (task) derived from the results.
 
     ``Table.long`` has one entry per configuration (every learning rate), each stating its own profile,
-    protocol and version. With ``layout="paper"``, ``Table.cells`` has one number per (row, column) too, and
-    the table refuses to mix profiles, task versions, protocols or hyperparameters other than the learning
-    rate in one of them.
+    protocol and version. With ``layout="paper"``, ``Table.cells`` has one number per (row, column) too. Runs of
+    one (row, column) whose profile, task version, protocol or hyperparameters other than the learning rate
+    differ are never mixed into one number: each setting gets a row of its own, labelled with what differs
+    (``leaderboard.variants``).
     """
     results = [x for x in results if (profile is None or x.result.cell.profile == profile)
                and (protocol is None or x.result.cell.protocol == protocol)]
     metric = suite.metric if suite else "test_accuracy"
     placed, rows, col_names, col_task, present = _place(results, suite, overrides or {})
+    placed, rows, present, base = split_rows(placed, rows, present)
     used = {x.path for xs in placed.values() for x in xs}
     paper = layout == "paper"
-    if paper:
-        _refuse_mixed_profiles([x for xs in placed.values() for x in xs])
     columns = [_column(name, col_task.get(name, ""), [x for (_, c), xs in placed.items() if c == name for x in xs],
-                       suite, refuse=paper) for name in col_names]
+                       suite) for name in col_names]
     cells: dict[tuple[str, str], Stat] = {}
     long: list[Stat] = []
     for row in rows:
@@ -202,8 +204,8 @@ def build_table(results: list[Loaded], suite: SuiteSpec | None = None, overrides
                 stats.append(cells[(row, col.name)])
             for stat in stats:
                 if suite is not None:
-                    stat.reference = suite.reference.get(row, {}).get(col.name)
-                    stat.reference_mark = suite.reference_marks.get(row, {}).get(col.name, "")
+                    stat.reference = suite.reference.get(base.get(row, row), {}).get(col.name)
+                    stat.reference_mark = suite.reference_marks.get(base.get(row, row), {}).get(col.name, "")
             long += variants or stats[:1]
     notes = list(suite.notes) if suite else []
     unmatched = len(results) - len(used)
@@ -239,25 +241,12 @@ def _place(results: list[Loaded], suite: SuiteSpec | None, over: dict[str, dict[
     return placed, sorted({r for r, _ in placed}), sorted({c for _, c in placed}), col_task, set(placed)
 
 
-def _refuse_mixed_profiles(runs: list[Loaded]) -> None:
-    profiles = sorted({x.result.cell.profile for x in runs})
-    if len(profiles) > 1:
-        raise UserError(f"the results come from several profiles ({', '.join(profiles)}); numbers of different "
-                        f"budgets do not share a table: choose one with --profile (or use --layout long)")
-
-
-def _column(name: str, task: str, runs: list[Loaded], suite: SuiteSpec | None, refuse: bool) -> Column:
+def _column(name: str, task: str, runs: list[Loaded], suite: SuiteSpec | None) -> Column:
+    """A column's header facts: its task, and the task versions and protocols of its runs (several when rows of
+    different settings share the column; each such row names its own)."""
     col = Column(name=name, task=task, threshold=suite.thresholds.get(name) if suite else None)
-    for attr, what, fix in (("task_version", "task versions", "rerun the older cells with the current task"),
-                            ("protocol", "protocols", "choose one with --protocol")):
-        seen: dict[str, Path] = {}
-        for x in runs:
-            seen.setdefault(str(getattr(x.result.cell, attr)), x.path)
-        if len(seen) > 1 and refuse:
-            listed = "; ".join(f"{v!r} (e.g. {p})" for v, p in sorted(seen.items()))
-            raise UserError(f"column {name!r} would mix {what}: {listed}. Numbers of different {what} are not "
-                            f"comparable: {fix}, use --layout long, or pass only one set of result folders")
-        setattr(col, attr, ", ".join(sorted(seen)))
+    for attr in ("task_version", "protocol"):
+        setattr(col, attr, ", ".join(sorted({str(getattr(x.result.cell, attr)) for x in runs})))
     return col
 
 
@@ -321,6 +310,9 @@ def _aggregate(row: str, col: Column, lr: float, runs: list[Loaded], metric: str
         stat.n_failed += r.status == "failed"
         stat.n_diverged += r.status == "diverged"
         if r.status == "failed":
+            reason = ((r.error or "").strip().splitlines() or ["no error recorded"])[0]
+            if reason not in stat.errors:
+                stat.errors.append(reason)
             continue
         if r.metrics.val_accuracy is not None:
             vals.append(r.metrics.val_accuracy)

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.options import Strict, brief_validation_error
+from fpt_bench.api.suites import SuiteSpec
 from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.infra.safe_read import read_bytes
-from fpt_bench.leaderboard.collect import Table, build_table, load_results
+from fpt_bench.leaderboard.collect import Loaded, Table, build_table, identity, load_results, result_identity
 from fpt_bench.leaderboard.render import html_table, long_grid, md_escape, paper_grid, render
 
 CONFIG_NAME = "leaderboard.toml"
@@ -27,9 +28,10 @@ BUILTIN_SUITES_PLUGIN = "suites"
 
 
 class PublishConfig(Strict):
-    """``leaderboard.toml``: which suites the page shows, and how their cells were run."""
+    """``leaderboard.toml``: which suites the page shows, and how their cells were run (docs/leaderboard.md).
+    Without the file (or without ``suites``), the page shows the suites the results belong to."""
 
-    suites: list[str] = ["offline"]
+    suites: list[str] | None = None  # None: the suites the results belong to (``suites_of``)
     profile: str | None = None
     protocol: str | None = None
     overrides: dict[str, dict[str, Any]] = {}  # task_args / backbone_args / policy_args given to `run --suite`
@@ -65,9 +67,15 @@ def publish(folder: Path, host: Any) -> list[Path]:
 
     folder = Path(folder)
     config = load_config(folder)
-    results, refused = load_results([folder / "results"]) if (folder / "results").exists() else ([], [])
+    results, refused = published_results(folder)
+    if not results:
+        raise NothingToPublish(f"no result files to publish in {folder / 'results'}"
+                               + (f" ({len(refused)} refused)" if refused else "")
+                               + f"; nothing was written. Give the results: fpt-bench leaderboard RESULT_DIR... "
+                                 f"--publish {folder}")
+    names = config.suites if config.suites is not None else suites_of(results, host, config.overrides)
     sections = []
-    for name in config.suites:
+    for name in names:
         suite = host.suites.get(name)
         table = build_table(results, suite, config.overrides, config.profile, config.protocol)
         stem = folder / "plots" / name
@@ -77,6 +85,12 @@ def publish(folder: Path, host: Any) -> list[Path]:
         if steps:
             made["steps"] = steps
         sections.append(Section(table, made))
+    if config.suites is None:
+        others = outside_suites(results, [host.suites.get(n) for n in names], config.overrides)
+        if others:
+            title = "results outside any suite (rows: backbone / policy; columns: task)"
+            sections.append(Section(build_table(others, None, profile=config.profile, protocol=config.protocol,
+                                                title=title), {}))
     everything = build_table(results, None, layout="long", title="every published result")
     everything.refused = refused
     tasks = task_notes(everything, host)
@@ -91,6 +105,42 @@ def publish(folder: Path, host: Any) -> list[Path]:
         path.chmod(0o644)  # a published page is for everyone to read
         written.append(path)
     return written
+
+
+class NothingToPublish(UserError):
+    """No result to publish: nothing is written (never an empty page)."""
+
+    exit_code = 1
+
+
+def published_results(folder: Path) -> tuple[list[Loaded], list[str]]:
+    return load_results([folder / "results"]) if (folder / "results").exists() else ([], [])
+
+
+def _slots(suite: SuiteSpec, over: dict[str, dict[str, Any]]) -> set[tuple[str, ...]]:
+    return {identity(c.task, {**c.task_args, **over.get("task_args", {})}, c.backbone,
+                     {**c.backbone_args, **over.get("backbone_args", {})}, c.policy,
+                     {**c.policy_args, **over.get("policy_args", {})}) for c in suite.cells}
+
+
+def suites_of(results: list[Loaded], host: Any, over: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """The suites the results belong to: the fewest suites that hold every result some suite holds (the one
+    holding most first; ties by name)."""
+    keys = {i: result_identity(x.result) for i, x in enumerate(results)}
+    holds = {name: {i for i, k in keys.items() if k in _slots(host.suites.get(name), over or {})}
+             for name in host.suites.names()}
+    chosen: list[str] = []
+    left = set().union(*holds.values()) if holds else set()
+    while left:
+        name = max(sorted(holds), key=lambda n: len(holds[n] & left))
+        chosen.append(name)
+        left -= holds[name]
+    return chosen
+
+
+def outside_suites(results: list[Loaded], suites: list[SuiteSpec], over: dict[str, dict[str, Any]]) -> list[Loaded]:
+    slots = set().union(*(_slots(s, over) for s in suites)) if suites else set()
+    return [x for x in results if result_identity(x.result) not in slots]
 
 
 def task_notes(table: Table, host: Any) -> list[tuple[str, str]]:

@@ -38,20 +38,32 @@ def fmt_delta(x: float | None, metric: str) -> str:
     return sign + fmt_number(abs(x), metric)
 
 
+REASON_CHARS = 160
+
+
+def failure_text(stat: Stat) -> str:
+    """Why seeds failed, shortened to one line: ``failed: <reason>`` (``; `` between different reasons)."""
+    reasons = "; ".join(stat.errors) or "no error recorded"
+    if len(reasons) > REASON_CHARS:
+        reasons = reasons[: REASON_CHARS - 1].rstrip() + "…"
+    return f"failed: {reasons}"
+
+
 def value_text(stat: Stat, metric: str) -> str:
-    """``mean ± std (n=k)``; † when a seed diverged; ``missing`` / ``failed`` / ``not reached``."""
+    """``mean ± std (n=k)``; † when a seed diverged; ``missing`` / ``failed: <reason>`` / ``not reached``."""
     if stat.status == "missing":
         return "missing"
     if stat.mean is None:
         if stat.status == "failed":
-            return f"failed (n={stat.n_runs})"
+            seeds = f" ({stat.n_failed} seed{'s' if stat.n_failed > 1 else ''})" if stat.n_failed > 1 else ""
+            return failure_text(stat) + seeds
         return f"not reached (0/{stat.n_runs})" if metric == "steps_to_threshold" else "—"
     text = fmt_number(stat.mean, metric) + (DAGGER if stat.n_diverged else "")
     if stat.std is not None:
         text += f" ± {fmt_number(stat.std, metric)}"
     count = f"{stat.n}/{stat.n_runs} reached" if metric == "steps_to_threshold" else f"n={stat.n}"
     if stat.n_failed:
-        count += f", {stat.n_failed} failed"
+        count += f", {stat.n_failed} {failure_text(stat)}"
     return f"{text} ({count})"
 
 
@@ -105,8 +117,9 @@ def long_records(table: Table) -> list[dict[str, Any]]:
             "policy": _args(c.get("policy", ""), c.get("policy_args", {})), "profile": c.get("profile", ""),
             "protocol": c.get("protocol", ""), "version": c.get("task_version", ""), "lr": s.lr,
             "selected": bool(s.lr_candidates) and s.selected, "n": s.n, "mean": s.mean, "std": s.std,
-            "status": s.status + (f" ({s.n_diverged} diverged{DAGGER})" if s.n_diverged else "")
-            + (f" ({s.n_failed} failed)" if s.n_failed and s.status != "failed" else ""),
+            "status": (failure_text(s) if s.status == "failed" else s.status)
+            + (f" ({s.n_diverged} diverged{DAGGER})" if s.n_diverged else "")
+            + (f" ({s.n_failed} {failure_text(s)})" if s.n_failed and s.status != "failed" else ""),
             "paper": s.reference, "delta": s.delta, "val": None if s.val_mean is None else 100 * s.val_mean,
         })
     return out
@@ -116,8 +129,8 @@ def long_grid(table: Table) -> tuple[list[str], list[list[str]], list[list[Any]]
     rows, keys = [], []
     m = table.metric
     for r in long_records(table):
-        mean = "missing" if r["status"] == "missing" else fmt_number(r["mean"], m) + (DAGGER if DAGGER in r["status"]
-                                                                                      else "")
+        mean = "missing" if r["status"] == "missing" else "failed" if r["status"].startswith("failed") else \
+            fmt_number(r["mean"], m) + (DAGGER if DAGGER in r["status"] else "")
         texts = [r["row"], r["column"], r["task"], r["backbone"], r["policy"], r["profile"], r["protocol"],
                  r["version"], "" if r["lr"] is None else f"{r['lr']:g}", "✓" if r["selected"] else "", str(r["n"]),
                  mean, fmt_number(r["std"], m), r["status"], fmt_number(r["paper"], m), fmt_delta(r["delta"], m),
@@ -227,6 +240,7 @@ def stat_dict(s: Stat) -> dict[str, Any]:
             "val_accuracy_mean": s.val_mean, "lr": s.lr, "selected": s.selected,
             "lr_candidates": {f"{k:g}": v for k, v in s.lr_candidates.items()}, "steps_to_threshold": s.steps,
             "paper": s.reference, "paper_mark": s.reference_mark, "delta": s.delta, "config": s.config,
+            "errors": s.errors,
             "files": [str(x.path) for x in s.runs]}
 
 

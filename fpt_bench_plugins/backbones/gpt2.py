@@ -103,6 +103,7 @@ class GPT2(TransformerBackbone):
     Options = GPT2Options
     smoke_args = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2}
     kind = "gpt2"
+    random_alternative = "weights=random builds GPT-2 from its config alone (no files)"
     architecture_schema = GPT2Architecture
 
     def source(self, options: GPT2Options) -> str:  # type: ignore[override]

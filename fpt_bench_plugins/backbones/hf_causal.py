@@ -26,8 +26,6 @@ from fpt_bench.api.families import ModelFamily, UsesModelFamilies, family_of
 from fpt_bench.api.structure import TransformerOptions, layer_list, layers_of, roles_from_structure, submodule
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import (
-    WEIGHT_FILES,
-    hub_unavailable,
     load_config,
     load_pretrained,
     model_from_config,
@@ -66,15 +64,6 @@ class CausalOptions(TransformerOptions):
         if not (weights.from_checkpoint or self.source or self.preset or self.family):
             raise ValueError("give preset=NAME or source=HUB_ID_OR_DIR (or family=MODEL_TYPE with weights=random)")
         return self
-
-
-def unavailable(options: CausalOptions, presets: dict[str, str]) -> str | None:
-    """What a cell with these options would have to download and cannot (``fpt-bench ls cells``), or None."""
-    weights = options.weight_source
-    if weights.from_checkpoint or options.family:
-        return None
-    source = options.source or presets[str(options.preset)]
-    return hub_unavailable(source, ("config.json",), *([WEIGHT_FILES] if weights.needs_pretrained else []))
 
 
 def stored_dtype(config: Any) -> torch.dtype | None:
@@ -297,9 +286,12 @@ class CausalBackbone(TransformerBackbone, UsesModelFamilies):
     def source(self, options: CausalOptions) -> str | None:  # type: ignore[override]
         return options.source or (self.presets[options.preset] if options.preset else None)
 
-    def unavailable(self, options: CausalOptions) -> str | None:
-        """Why a cell cannot run here (its model is neither cached nor downloadable), for ``ls cells``."""
-        return unavailable(options, self.presets)
+    def needed_files(self, options: CausalOptions) -> tuple[str | None, bool]:
+        """Random init without family= still reads the source's config (only a family default needs nothing)."""
+        weights = options.weight_source
+        if weights.from_checkpoint or options.family:
+            return None, False
+        return self.source(options), weights.needs_pretrained
 
     def _family(self, config: Any, where: str) -> ModelFamily:
         return family_of(config, where, self.family_kind, self.spec.name, self.known_families())

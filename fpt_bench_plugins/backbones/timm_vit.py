@@ -21,11 +21,12 @@ from pydantic import Field
 from torch import nn
 
 from fpt_bench import BackboneSpec, Role, UserError, hookimpl
+from fpt_bench.api import availability
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.errors import did_you_mean
 from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
-from fpt_bench.api.weights import hub_unavailable, pretrained_error, truncate_layers
+from fpt_bench.api.weights import pretrained_error, truncate_layers
 
 DEFAULT_MODEL = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
 R = Role
@@ -197,16 +198,22 @@ class TimmViT(TransformerBackbone):
     smoke_args = ({"weights": "random", "model": "vit_tiny_patch16_224", "n_layers": 2, "n_embd": 32, "n_head": 2}
                   if find_spec("timm") else None)
 
-    def unavailable(self, options: TimmViTOptions) -> str | None:
+    def availability(self, options: TimmViTOptions) -> str | None:  # type: ignore[override]
         """Why a cell cannot run here (no timm, or pretrained weights neither cached nor downloadable)."""
         if find_spec("timm") is None:
             return "needs the timm package: pip install 'fpt-bench[timm]'"
         if options.weight_source.kind not in ("pretrained", "stats") or options.source:
             return None
         repo = hub_id(options.model)
-        if repo is None:  # weights from a URL outside the hub: nothing to look up
+        if repo is None or availability.in_cache(repo, ("model.safetensors", "pytorch_model.bin")):
+            return None  # weights from a URL outside the hub (nothing to look up), or cached
+        why = availability.hub_unreachable()
+        if why is None:
             return None
-        return hub_unavailable(repo, ("model.safetensors", "pytorch_model.bin"), what=f"{options.model} ({repo})")
+        cache = availability.hub_cache_dir()
+        return (f"needs a download: {options.model} ({repo}) is not in the Hugging Face cache {cache} and "
+                f"the hub cannot be reached ({why}); run `hf download {repo}` where there is internet and copy its "
+                f"folder into that cache, or pass --backbone-args source=/path/to/model.safetensors")
 
     def source(self, options: TimmViTOptions) -> str:  # type: ignore[override]
         return options.source or f"timm:{options.model}"

@@ -106,6 +106,7 @@ class ViT(TransformerBackbone):
     )
     Options = ViTOptions
     kind = "vit"
+    random_alternative = "weights=random builds a ViT from its default config alone (no files)"
     architecture_schema = ViTArchitecture
     random_init = "transformers default"
 

@@ -60,7 +60,11 @@ class BitMemory(_GeneratedTask):
         output=OutputSpec(n_classes=2, n_predictions=1000, readout=Readout.LAST_K, k=20),
         generated=True,
         paper=PaperHParams(lr=1e-3, batch_size=16, steps=40_000),
-        profiles={"quick": HParamOverrides(steps=200, batch_size=8, eval_every=50)},
+        # smoke: 120 tokens of 50 per example; 10 steps of one example and 8 to evaluate keep a GPT-2 base cell
+        # in seconds on a CPU (the generic smoke sizes take minutes)
+        profiles={"quick": HParamOverrides(steps=200, batch_size=8, eval_every=50),
+                  "smoke": HParamOverrides(steps=10, batch_size=1, eval_every=5, val_examples=8, test_examples=8)},
+        chance=0.75, chance_note="copy the query's unmasked half, guess the rest; a blind guess scores 50",
     )
 
     def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:
@@ -88,6 +92,7 @@ class BitXOR(_GeneratedTask):
         generated=True,
         paper=PaperHParams(lr=1e-3, batch_size=16, steps=20_000),
         profiles={"quick": HParamOverrides(steps=500, batch_size=16, eval_every=100)},
+        chance_note="a coin flip for each bit",
     )
 
     def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:

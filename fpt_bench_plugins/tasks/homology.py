@@ -178,7 +178,10 @@ class RemoteHomology(Task):
         output=OutputSpec(n_classes=N_FOLDS, readout=Readout.LAST_NONPAD), bucket_by_length=True,
         val_split="valid", test_splits=TEST_SPLITS,
         paper=PaperHParams(lr=1e-4, batch_size=16, steps=100_000),
-        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=200)},
+        # smoke: sequences cut at 128 tokens (of up to 1,024), 2 a step, 16 per evaluation split
+        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=200),
+                  "smoke": HParamOverrides(batch_size=2, val_examples=16, test_examples=16)},
+        profile_options={"smoke": {"max_len": 128}},
     )
 
     def resolve_spec(self, options: HomologyOptions) -> TaskSpec:  # type: ignore[override]

@@ -157,7 +157,10 @@ class RemoteHomologySCOPe(Task):
         output=OutputSpec(n_classes=1300, readout=Readout.LAST_NONPAD), bucket_by_length=True,
         val_split="valid", test_splits=["test_superfamily_holdout", "test_family_holdout", "test_in_family"],
         paper=PaperHParams(lr=1e-4, batch_size=16, steps=100_000),
-        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=200)},
+        # smoke: sequences cut at 128 tokens (of up to 1,024), 2 a step, 16 per evaluation split
+        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=200),
+                  "smoke": HParamOverrides(batch_size=2, val_examples=16, test_examples=16)},
+        profile_options={"smoke": {"max_len": 128}},
     )
 
     def resolve_spec(self, options: ScopeOptions) -> TaskSpec:  # type: ignore[override]

@@ -3,8 +3,9 @@ MIN, MAX, MED (median) and SM (sum mod 10) over digits; 10 classes.
 
 Source (option ``source``): ``lra`` reads ``lra_release/listops-1000/basic_{train,val,test}.tsv``; ``generated``
 reads a set written by the offline generator (``fpt-bench data generate listops --seed N``; generated on first
-use when absent); ``auto`` (default) takes the LRA files when present, else the generated set. The result
-records which.
+use when absent); ``auto`` (default) takes the LRA files when present, else the generated set; ``small`` draws
+a small set in memory (384 expressions of 20-100 tokens, in a few hundredths of a second; what the ``smoke``
+profile reads, so a smoke cell never generates or reads the 100,000-expression set). The result records which.
 
 Tokenisations (option ``protocol``):
 - ``default``: a fixed, sorted vocabulary with the brackets kept: pad 0, ``0``..``9`` = 1..10, ``[MAX`` 11,
@@ -18,6 +19,9 @@ Tokenised splits are cached as Arrow files in the data directory.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
 import sys
 from pathlib import Path
 from typing import Literal
@@ -102,42 +106,46 @@ def tokenize(source: bytes, protocol: str = "default") -> np.ndarray:
 
 
 def read_tsv(path: Path, protocol: str = "default") -> RaggedTokens:
-    """An LRA ListOps TSV file (header ``Source<TAB>Target``) as token ids and labels."""
+    """An LRA ListOps TSV file (header ``Source<TAB>Target``) as token ids and labels, read line by line (memory
+    holds the token ids, never the file's text)."""
+    seqs, labels = [], []
     try:
         with open_regular(path, "data file") as handle:  # a fifo or a device is refused, not read forever
-            raw = handle.read()
+            first = handle.readline().rstrip(b"\r\n")
+            if first.split(b"\t") != [b"Source", b"Target"]:
+                raise CorruptFileError(f"{path}: line 1: expected the header 'Source<TAB>Target', found "
+                                       f"{first[:60].decode(errors='replace')!r}")
+            for number, raw in enumerate(handle, start=2):
+                line = raw.rstrip(b"\r\n")
+                if not line:
+                    continue
+                ids, label = _row(path, number, line, protocol)
+                seqs.append(ids)
+                labels.append(label)
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc})") from None
-    lines = raw.split(b"\n")
-    header = lines[0].rstrip(b"\r").split(b"\t")
-    if header != [b"Source", b"Target"]:
-        raise CorruptFileError(f"{path}: line 1: expected the header 'Source<TAB>Target', found "
-                               f"{lines[0][:60].decode(errors='replace')!r}")
-    seqs, labels = [], []
-    for number, line in enumerate(lines[1:], start=2):
-        line = line.rstrip(b"\r")
-        if not line:
-            continue
-        fields = line.split(b"\t")
-        if len(fields) != 2:
-            raise CorruptFileError(f"{path}: line {number}: {len(fields)} column(s), expected 2 (Source, Target)")
-        source, target = fields
-        if target.strip() not in {str(i).encode() for i in range(10)}:
-            raise CorruptFileError(f"{path}: line {number}: bad label {target[:20].decode(errors='replace')!r} "
-                                   f"(targets are 0..9)")
-        try:
-            ids = tokenize(source, protocol)
-        except ValueError as exc:
-            raise CorruptFileError(f"{path}: line {number}: {exc}") from None
-        if len(ids) == 0:
-            raise CorruptFileError(f"{path}: line {number}: empty expression")
-        if len(ids) > MAX_LEN:
-            raise CorruptFileError(f"{path}: line {number}: {len(ids)} tokens, more than {MAX_LEN}")
-        seqs.append(ids)
-        labels.append(int(target))
     if not seqs:
         raise CorruptFileError(f"{path}: no examples")
     return RaggedTokens.from_lists(seqs, labels)
+
+
+def _row(path: Path, number: int, line: bytes, protocol: str) -> tuple[np.ndarray, int]:
+    fields = line.split(b"\t")
+    if len(fields) != 2:
+        raise CorruptFileError(f"{path}: line {number}: {len(fields)} column(s), expected 2 (Source, Target)")
+    source, target = fields
+    if target.strip() not in {str(i).encode() for i in range(10)}:
+        raise CorruptFileError(f"{path}: line {number}: bad label {target[:20].decode(errors='replace')!r} "
+                               f"(targets are 0..9)")
+    try:
+        ids = tokenize(source, protocol)
+    except ValueError as exc:
+        raise CorruptFileError(f"{path}: line {number}: {exc}") from None
+    if len(ids) == 0:
+        raise CorruptFileError(f"{path}: line {number}: empty expression")
+    if len(ids) > MAX_LEN:
+        raise CorruptFileError(f"{path}: line {number}: {len(ids)} tokens, more than {MAX_LEN}")
+    return ids, int(target)
 
 
 class ListOpsOptions(BaseModel):
@@ -145,7 +153,9 @@ class ListOpsOptions(BaseModel):
     protocol: Literal["default", "paper-compat"] = Field(
         default="default", description="default: brackets kept, 2000 tokens, last real token read; "
                                        "paper-compat: the reference code's tokens, 512, last position, val as test")
-    source: Literal["auto", "lra", "generated"] = "auto"
+    source: Literal["auto", "lra", "generated", "small"] = Field(
+        default="auto", description="auto: LRA files when present, else the generated set; lra; generated; small: "
+                                    "384 short expressions drawn in memory (the smoke profile's)")
     generator_seed: int = Field(default=0, ge=0, description="seed of the generated set (source generated/auto)")
 
 
@@ -160,8 +170,12 @@ class ListOps(Task):
         paper=PaperHParams(lr=1e-3, batch_size=16, steps=10_000),
         # quick: a 2000-token cell is slow on a CPU, so validation and test read subsets (the first 100 / 500),
         # in evaluation batches of 32 sequences (128 of 2000 tokens would hold GiBs of activations at once)
+        # smoke: the small in-memory set (up to 100 tokens), 10 steps of 2 expressions and 8 to evaluate
         profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50, val_examples=100,
-                                           test_examples=500, eval_batch_size=32)},
+                                           test_examples=500, eval_batch_size=32),
+                  "smoke": HParamOverrides(steps=10, batch_size=2, eval_every=5, val_examples=8, test_examples=8)},
+        profile_options={"smoke": {"source": "small"}},
+        chance=0.17, chance_note="always the most common answer (9 or 0: each about 17% of the generated set)",
     )
 
     def resolve_spec(self, options: ListOpsOptions) -> TaskSpec:  # type: ignore[override]
@@ -174,7 +188,7 @@ class ListOps(Task):
         return self.spec
 
     def data_files(self, options: ListOpsOptions) -> list[DataFile]:  # type: ignore[override]
-        if options.source == "generated":
+        if options.source in ("generated", "small"):
             return []
         return [DataFile(f"{LRA_DIR}/{name}", LRA_URL, archive="lra_release.gz") for name in SPLIT_FILES.values()]
 
@@ -190,6 +204,8 @@ class ListOps(Task):
     def data_state(self, data_dir: Path, options: ListOpsOptions) -> tuple[str, str]:
         """For ``fpt-bench data status``: which source a run would use."""
         folder = self.generated_dir(data_dir, options)
+        if options.source == "small":
+            return "ready", f"small set (seed {options.generator_seed}), drawn in memory when a cell runs"
         if self._source(data_dir, options) == "lra":
             return "ready", "LRA files"
         if (folder / SPLIT_FILES["test"]).is_file():
@@ -198,6 +214,8 @@ class ListOps(Task):
                          f"minutes) into {folder}, or run `fpt-bench data generate listops`")
 
     def prepare(self, data_dir: Path, download: bool, options: ListOpsOptions) -> None:  # type: ignore[override]
+        if options.source == "small":
+            return
         if options.source == "lra" or (download and options.source == "auto"):
             prepare_files(self.spec.name, data_dir, self.data_files(options), download)
             return
@@ -221,6 +239,8 @@ class ListOps(Task):
         if split not in SPLIT_FILES:
             raise UserError(f"task 'listops' has splits train, val and test, not {split!r}")
         source = self._source(data_dir, options)
+        if source == "small":
+            return _small_split(split, options)
         if source == "lra":
             states = require_files("listops", data_dir, self.data_files(options))
             state = states[list(SPLIT_FILES).index(split)]
@@ -246,6 +266,34 @@ class ListOps(Task):
 
 def _long(x: torch.Tensor) -> torch.Tensor:
     return x.long()
+
+
+SMALL_SIZES = {"train": 256, "val": 64, "test": 64}
+SMALL_SHAPE = {"max_depth": 6, "max_args": 5, "min_length": 20, "max_length": 100}  # LRA's: 10, 10, 500, 2000
+
+
+@functools.lru_cache(maxsize=4)
+def _small_rows(seed: int) -> dict[str, tuple[tuple[str, int], ...]]:
+    """The small set of ``seed``: LRA's algorithm with shallower, shorter trees (``SMALL_SHAPE``), split in the
+    order of ``SMALL_SIZES``."""
+    rows = iter(listops_gen.generate(sum(SMALL_SIZES.values()), seed, **SMALL_SHAPE))
+    return {split: tuple((text, value) for text, value, _ in itertools.islice(rows, n))
+            for split, n in SMALL_SIZES.items()}
+
+
+def _small_split(split: str, options: ListOpsOptions) -> SplitData:
+    rows = _small_rows(options.generator_seed)[split]
+    tokens = RaggedTokens.from_lists([tokenize(text.encode(), options.protocol) for text, _ in rows],
+                                     [value for _, value in rows])
+    digest = hashlib.md5("".join(f"{t}\t{v}\n" for t, v in rows).encode(), usedforsecurity=False).hexdigest()
+    info = {"source": "generated small set (LRA algorithm, 20-100 tokens, in memory)", "md5": digest,
+            "generator_seed": options.generator_seed, "shape": SMALL_SHAPE, "protocol": options.protocol,
+            "examples": len(tokens)}
+    x, lengths, y = tokens.padded()
+    if options.protocol == "paper-compat":
+        x = torch.nn.functional.pad(x, (0, PAPER_MAX_LEN - x.shape[1]))
+        return SplitData(x, y, info=info, decode=_long)
+    return SplitData(x, y, lengths, info=info, decode=_long)
 
 
 @hookimpl

@@ -13,11 +13,15 @@ generation.)
 from __future__ import annotations
 
 import csv
-import os
+import hashlib
+import io
+import itertools
 import random
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from fpt_bench.api.files import atomic_write
 
 MIN, MAX, MED, SUM_MOD, END = "[MIN", "[MAX", "[MED", "[SM", "]"
 OPERATORS = (MIN, MAX, MED, SUM_MOD)
@@ -144,22 +148,30 @@ def _node(d: _Draw, depth: int) -> int:
     return evaluate(values, op)
 
 
-def generate(n: int, seed: int, max_depth: int = 10, max_args: int = 10, min_length: int = 500,
-             max_length: int = 2000) -> list[tuple[str, int, int]]:
-    """``n`` distinct expressions as (text, value, length without parentheses), in generation order.
+def iter_generate(seed: int, max_depth: int = 10, max_args: int = 10, min_length: int = 500,
+                  max_length: int = 2000) -> Iterator[tuple[str, int, int]]:
+    """Distinct expressions as (text, value, length without parentheses), in generation order, without end.
 
     The same trees as ``generate_tree(rng, 1, ...)`` drawn in a loop, kept when ``min_length < length <
-    max_length`` and new; faster, because trees too long to keep are not printed or evaluated."""
+    max_length`` and new; faster, because trees too long to keep are not printed or evaluated. Only a 16-byte
+    digest of each kept text is remembered (to drop repeats), so memory does not grow with the texts."""
     rng = random.Random(seed)
-    kept: dict[str, tuple[int, int]] = {}
-    while len(kept) < n:
+    seen: set[bytes] = set()
+    while True:
         d = _Draw(rng, max_depth, max_args, max_length)
         value = _node(d, 1)
         if min_length < d.length < max_length:
             text = "".join(d.pieces)
-            if text not in kept:
-                kept[text] = (value, d.length)
-    return [(text, value, length) for text, (value, length) in kept.items()]
+            digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+            if digest not in seen:
+                seen.add(digest)
+                yield text, value, d.length
+
+
+def generate(n: int, seed: int, max_depth: int = 10, max_args: int = 10, min_length: int = 500,
+             max_length: int = 2000) -> list[tuple[str, int, int]]:
+    """The first ``n`` expressions of :func:`iter_generate`."""
+    return list(itertools.islice(iter_generate(seed, max_depth, max_args, min_length, max_length), n))
 
 
 def generate_reference(n: int, seed: int, max_depth: int = 10, max_args: int = 10, min_length: int = 500,
@@ -177,23 +189,35 @@ def generate_reference(n: int, seed: int, max_depth: int = 10, max_args: int = 1
 def write_splits(out_dir: Path, seed: int, sizes: dict[str, int] | None = None) -> dict[str, Path]:
     """Write ``basic_{train,val,test}.tsv`` (LRA's layout: header ``Source<TAB>Target``) into ``out_dir``.
 
-    Files are written under temporary names and renamed, the test file last, so a folder with
-    ``basic_test.tsv`` is complete."""
+    Streamed: each expression goes to its file as it is drawn (the splits take consecutive runs of the one
+    sequence, in the order of ``sizes``), so memory stays flat however many are asked for. Each file is written
+    atomically, the test file last, so a folder with ``basic_test.tsv`` is complete."""
     sizes = sizes or SPLITS
-    rows = generate(sum(sizes.values()), seed)
+    rows = iter_generate(seed)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     order = list(sizes)
-    begin = {s: sum(sizes[t] for t in order[:i]) for i, s in enumerate(order)}
-    paths = {}
-    for split in sorted(order, key=lambda s: s == "test"):
-        path = out_dir / f"basic_{split}.tsv"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=out_dir)
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+    drawn: dict[str, list[tuple[str, int]]] = {}  # the splits drawn before the test split's turn comes
+
+    def write(split: str, source: Iterator[tuple[str, int]]) -> Path:
+        def fill(handle: IO[bytes]) -> None:
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            writer = csv.writer(text, delimiter="\t", lineterminator="\n")
             writer.writerow(["Source", "Target"])
-            chunk = rows[begin[split]:begin[split] + sizes[split]]
-            writer.writerows((text, value) for text, value, _ in chunk)
-        os.replace(tmp, path)
-        paths[split] = path
+            writer.writerows(source)
+            text.flush()
+            text.detach()
+
+        path = out_dir / f"basic_{split}.tsv"
+        atomic_write(path, fill)
+        return path
+
+    paths = {}
+    for split in order:
+        chunk = ((text, value) for text, value, _ in itertools.islice(rows, sizes[split]))
+        if split == "test" and split != order[-1]:
+            drawn[split] = list(chunk)  # test is written last; it is 2% of the set
+            continue
+        paths[split] = write(split, chunk)
+    for split, chunk_rows in drawn.items():
+        paths[split] = write(split, iter(chunk_rows))
     return paths

@@ -29,6 +29,7 @@ from fpt_bench import (
     Continuous,
     CorruptFileError,
     DataFile,
+    DataMissingError,
     HParamOverrides,
     OutputSpec,
     PaperHParams,
@@ -62,6 +63,8 @@ GRAY = (0.2989, 0.5870, 0.1140)  # torchvision's and TensorFlow's luma weights
 # quick on a 2-core CPU: the whole 10,000-image test pass dominates (GPT-2 base, fp32), so train 200 steps and
 # validate once, at the end (one test pass: the selected step is the last)
 QUICK = HParamOverrides(steps=200, batch_size=8, eval_every=200)
+# smoke: 49-64 tokens an image; 2 images a step and 16 to evaluate keep a GPT-2 base cell in seconds on a CPU
+SMOKE = HParamOverrides(batch_size=2, val_examples=16, test_examples=16)
 
 
 class VisionOptions(BaseModel):
@@ -159,8 +162,15 @@ class IdxTask(Task):
         return [DataFile(f"{self.folder}/raw/{name}.gz", f"{self.base_url}{name}.gz", self.md5[name],
                          content_md5=self.content_md5.get(name, "")) for name in self.FILES]
 
+    offline_hint: ClassVar[str] = ""  # where the files come from without a network, added to "data missing"
+
     def prepare(self, data_dir: Path, download: bool, options: BaseModel) -> None:
-        prepare_files(self.spec.name, data_dir, self.data_files(options), download)
+        try:
+            prepare_files(self.spec.name, data_dir, self.data_files(options), download)
+        except DataMissingError as exc:
+            if not self.offline_hint:
+                raise
+            raise DataMissingError(f"{exc}; {self.offline_hint}") from None
 
     def load(self, split: str, options: VisionOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
         _check_split(self.spec.name, split)
@@ -183,7 +193,7 @@ def _mnist_spec(name: str, title: str) -> TaskSpec:
     return TaskSpec(
         name=name, description=f"{title}: 28x28 images as 49 tokens of 4x4 pixels, 10 classes",
         citation=CITATION, input=Continuous(dim=16), max_len=49, output=OutputSpec(n_classes=10),
-        paper=PaperHParams(lr=1e-3, batch_size=16, steps=20_000), profiles={"quick": QUICK},
+        paper=PaperHParams(lr=1e-3, batch_size=16, steps=20_000), profiles={"quick": QUICK, "smoke": SMOKE},
     )
 
 
@@ -209,6 +219,8 @@ class FashionMNIST(IdxTask):
         "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
     }
+    offline_hint = ("offline, Debian's package has the files: apt-get install dataset-fashion-mnist && fpt-bench "
+                    "data import fashion_mnist /usr/share/datasets/fashion-mnist")
     # md5 of the decompressed IDX bytes, computed from Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1
     # (recompressed .gz files whose own md5s differ from the list above); it accepts any recompression.
     content_md5 = {
@@ -297,7 +309,7 @@ class CIFAR10(_CifarBase):
     spec = TaskSpec(
         name="cifar10", description="CIFAR-10: 32x32 RGB images as 64 tokens of 4x4x3 pixels, 10 classes",
         citation=CITATION, input=Continuous(dim=48), max_len=64, output=OutputSpec(n_classes=10),
-        paper=PaperHParams(lr=1e-3, batch_size=16, steps=400_000), profiles={"quick": QUICK},
+        paper=PaperHParams(lr=1e-3, batch_size=16, steps=400_000), profiles={"quick": QUICK, "smoke": SMOKE},
     )
 
     def load(self, split: str, options: VisionOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
@@ -341,7 +353,9 @@ class CIFAR10LRA(_CifarBase):
         name="cifar10_lra", description="CIFAR-10 in grayscale, one pixel per token (1024 tokens), 10 classes",
         citation=CITATION + " Tay et al. Long Range Arena. 2020.", input=Continuous(dim=1), max_len=1024,
         output=OutputSpec(n_classes=10), paper=PaperHParams(lr=1e-3, batch_size=16, steps=600_000),
-        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50)},
+        # smoke: 1,024 tokens an image, so 4 steps of one image and 4 to evaluate (proves the pipeline)
+        profiles={"quick": HParamOverrides(steps=100, batch_size=4, eval_every=50),
+                  "smoke": HParamOverrides(steps=4, batch_size=1, eval_every=2, val_examples=4, test_examples=4)},
     )
 
     def resolve_spec(self, options: LraOptions) -> TaskSpec:  # type: ignore[override]

@@ -1,0 +1,100 @@
+"""What ``fpt-bench run`` prints when its cells are done: a small table of the run's results (the leaderboard's
+table code: mean ± std over seeds, the suite's paper numbers) beside each task's chance level, what each number
+means, and which command to run next.
+
+Chance comes from the task (``TaskSpec.chance``, else 1 / n_classes); the next commands from the suite
+(``SuiteSpec.next_steps``) and two that always apply. Nothing here names a task, backbone or suite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import IO, Any
+
+from fpt_bench.leaderboard.collect import Stat, Table, build_table, load_results
+from fpt_bench.leaderboard.render import fmt_number, value_text
+
+HEADERS = ("row", "task", "test accuracy %", "chance %", "above chance", "paper %")
+
+
+def summary_table(results: list[Any], suite: Any | None) -> Table:
+    return build_table(results, suite, title=f"{suite.name}: {suite.description}" if suite else "this run")
+
+
+def _chance(host: Any, task: str) -> tuple[float | None, str]:
+    if task not in host.tasks:
+        return None, ""
+    spec = host.tasks.get(task).spec
+    return 100.0 * spec.chance_level(), spec.chance_note
+
+
+def rows_of(table: Table, host: Any) -> list[tuple[str, ...]]:
+    """One line per (row, column) that has results: the row, task, value, chance, the margin over chance and
+    the paper's number."""
+    lines = []
+    for row in table.rows:
+        for col in table.columns:
+            stat: Stat | None = table.cells.get((row, col.name))
+            if stat is None or not stat.runs:
+                continue
+            chance, _ = _chance(host, col.task)
+            margin = "" if stat.mean is None or chance is None else f"{stat.mean - chance:+.1f}"
+            paper = fmt_number(stat.reference, table.metric) + stat.reference_mark if stat.reference is not None \
+                else "—"
+            task = col.task if col.task == col.name else f"{col.name} ({col.task})"
+            # why a seed failed is printed above the summary (the run's `failed:` lines): not repeated here
+            shown = value_text(dataclasses.replace(stat, errors=["reason above"]), table.metric)
+            lines.append((row, task, shown, "" if chance is None else f"{chance:g}", margin, paper))
+    return lines
+
+
+def _grid(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*HEADERS).rstrip(), fmt.format(*("-" * w for w in widths)),
+            *(fmt.format(*r).rstrip() for r in rows)]
+
+
+def render_summary(table: Table, host: Any, suite: Any | None, output_dir: str) -> str:
+    rows = rows_of(table, host)
+    if not rows:
+        return ""
+    out = ["", f"summary — {table.title}", *("  " + line for line in _grid(rows)), "", "what the numbers mean:",
+           "  test accuracy: % of the task's test set answered right (the bit tasks: % of bits), with the parameters "
+           "chosen by validation accuracy; mean ± std over seeds, n = seeds",
+           "  chance: what answering without solving the task scores; above chance: test accuracy minus it"]
+    for task in dict.fromkeys(col.task for col in table.columns):
+        chance, note = _chance(host, task)
+        if chance is not None and any(r[1].startswith(task) for r in rows):
+            out.append(f"    {task}: {chance:g}% ({note or 'one of the classes at random'})")
+    if suite is not None and suite.reference:
+        out.append(f"  paper: the paper's number for the same row and column ({suite.source})")
+    else:
+        out.append("  paper: — where the paper has no number for these cells")
+    out += [f"  note: {note}" for note in (suite.notes if suite is not None else [])]
+    steps = list(suite.next_steps) if suite is not None else []
+    steps += [f"fpt-bench leaderboard {output_dir} --publish site/  # these results as a page (site/index.html)",
+              "fpt-bench ls suites  # the paper's tables as runnable grids"]
+    out += ["", "next:", *(f"  {step}" for step in _aligned(steps))]
+    return "\n".join(out) + "\n"
+
+
+def _aligned(commands: list[str]) -> list[str]:
+    """Commands with their ``# comment`` in one column."""
+    parts = [(c.split("#", 1)[0].rstrip(), c.split("#", 1)[1].strip() if "#" in c else "") for c in commands]
+    width = max(len(cmd) for cmd, _ in parts)
+    return [f"{cmd:<{width}}  # {note}" if note else cmd for cmd, note in parts]
+
+
+def print_run_summary(outcomes: list[Any], suite_name: str | None, host: Any, output_dir: Any,
+                      out: IO[str] | None = None) -> None:
+    """Print the summary of a finished run: every cell's result (run now or found finished) that passes the
+    result checks. Prints nothing when no cell has a result."""
+    paths = [o.path for o in outcomes if o.path.exists()]
+    if not paths:
+        return
+    results, _ = load_results(paths)
+    suite = host.suites.get(suite_name) if suite_name else None
+    text = render_summary(summary_table(results, suite), host, suite, str(output_dir))
+    (out or sys.stdout).write(text)
