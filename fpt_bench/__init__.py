@@ -13,7 +13,7 @@ from typing import Any
 import pluggy
 
 __version__ = "0.1.0"
-PLUGIN_API = "1.1"  # major bumps break plugins; minor bumps only add
+PLUGIN_API = "1.2"  # major bumps break plugins; minor bumps only add
 
 hookimpl = pluggy.HookimplMarker("fpt_bench")
 
@@ -30,6 +30,7 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(["Continuous", "Tokens", "Readout", "OutputSpec", "TaskSpec", "BackboneSpec", "LayerSelection",
                      "PolicySpec", "ExecutorSpec"], "fpt_bench.api.specs"),
     **dict.fromkeys(["SuiteCell", "SuiteSpec"], "fpt_bench.api.suites"),
+    **dict.fromkeys(["Objective", "Classification", "MultiLabel", "Regression"], "fpt_bench.api.objectives"),
     "CellConfig": "fpt_bench.api.cell",
     **dict.fromkeys(["Task", "Batch", "SplitData", "DataFile"], "fpt_bench.api.task"),
     **dict.fromkeys(["Backbone", "BackboneModule"], "fpt_bench.api.backbone"),

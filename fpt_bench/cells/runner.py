@@ -18,6 +18,7 @@ from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import ResultWriteError, UserError
 from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import derive_seed, seed_everything
+from fpt_bench.cells import contract_check
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.profiles import task_options as task_options_for
 from fpt_bench.infra.progress import Progress
@@ -94,11 +95,12 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         backbone_info = module.provenance()
         model = FPTModel(spec, module, input_dropout=hp.input_dropout)
         policy = host.policies.get(cell.policy)
-        policy.apply(model, policy.options(cell.policy_args))
+        contract_check.apply_policy(host, cell, model, policy)  # policy.apply, with the plugin contract around it
         model.to(device)
         parameters = Parameters(**model.parameter_counts(spec.max_len))
 
         data = TrainingData(task, task_options, train_split, seeds["data"], hp.batch_size, device)
+        contract_check.check_run(host, cell, model, data, {spec.val_split: val, **tests})
         progress = Progress(label=cell.task, enabled=ctx.progress)
         trainer = Trainer(
             cell=cell, model=model, train=data, val=val, tests=tests, device=device, precision=precision,
@@ -114,8 +116,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         if ctx.save_backbone and status == "ok":
             saved_backbone = _save_backbone(model, result_file, cell, outcome)
         metrics = Metrics(curve=outcome.curve, **outcome.metrics)
-    except UserError as exc:
-        status, error, outcome, error_kind = "failed", str(exc), None, "user"
+    except UserError as exc:  # a PluginContractError is the plugin's (error_kind "plugin")
+        status, error, outcome, error_kind = "failed", str(exc), None, getattr(exc, "error_kind", "user")
         metrics = _empty_metrics()
     except Exception as exc:  # noqa: BLE001 - a bug in one cell must not end the sweep
         status, outcome, error_kind = "failed", None, "internal"
@@ -126,7 +128,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     result = CellResult(
         cell=info, status=status, error=error, error_kind=error_kind, metrics=metrics, parameters=parameters,
         timing=_timing(outcome, wall, device, precision), provenance=Provenance(
-            harness_version=__version__, plugins=host.versions(), python=platform.python_version(),
+            harness_version=__version__, plugins=host.versions(), components=contract_check.components(host, cell),
+            python=platform.python_version(),
             torch=torch.__version__, transformers=_transformers_version(),
             platform=platform.platform(), git_hash=git_hash(), device=_device_name(device), precision=precision,
             config_hash=cell.config_hash(), seeds=seeds, data=_jsonable(data_info), backbone=_jsonable(backbone_info),

@@ -21,6 +21,7 @@ from fpt_bench.conformance.contracts import (
     check_module,
     check_padding,
     check_roles,
+    check_trainable,
     check_used_numel,
     same_tensors,
 )
@@ -32,7 +33,7 @@ SEED = 1234
 def _named(spec: Any, kind: type, name: str) -> None:
     if not isinstance(spec, kind):
         raise ContractError(f"spec is {type(spec).__name__}, not fpt_bench.{kind.__name__}")
-    if spec.name != name:
+    if spec.name != name.rsplit(":", 1)[-1]:
         raise ContractError(f"registered as {name!r} but spec.name is {spec.name!r}")
 
 
@@ -53,8 +54,8 @@ def check_task(run: Conformance, report: Report, name: str, task: Any) -> None:
         spec = task.resolve_spec(options)
         _named(spec, TaskSpec, name)
         out = spec.output
-        c.detail = (f"{spec.input.kind} input, max_len {spec.max_len}, {out.n_predictions} x {out.n_classes}-way "
-                    f"({out.readout.value}), {'generated' if spec.generated else 'data files'}")
+        c.detail = (f"{spec.input.kind} input, max_len {spec.max_len}, {out.objective.describe(out)}, "
+                    f"{'generated' if spec.generated else 'data files'}")
     if not c.ok:
         return
     sample = _check_task_data(run, report, comp, task, spec, options)
@@ -80,7 +81,7 @@ def check_task(run: Conformance, report: Report, name: str, task: Any) -> None:
         x = sample.x[:4] if lengths is None else sample.x[:4, : int(lengths.max())]
         with torch.no_grad():
             logits = model(x, lengths)
-        expected = (x.shape[0], spec.output.n_predictions, spec.output.n_classes)
+        expected = (x.shape[0], spec.output.n_predictions, spec.output.width)
         if tuple(logits.shape) != expected:
             raise ContractError(f"logits {tuple(logits.shape)}, expected {expected}")
         c.detail = f"{backbone} (smoke size): logits {expected}"
@@ -247,10 +248,7 @@ def _apply_twice(run: Conformance, policy: Any, options: Any, backbone: str, own
     if a != b:
         raise ContractError("applied twice to identical models, it trains different parameters")
     same_tensors(tuple(models[0].state_dict().values()), tuple(models[1].state_dict().values()), "apply()")
-    counts = models[0].parameter_counts(PROBE_LEN)
-    if counts["trainable"] == 0:
-        raise ContractError("nothing trains on this backbone")
-    return f"trains {counts['trainable']:,} of {counts['total']:,} ({100 * counts['trainable_fraction']:.3g}%)"
+    return check_trainable(models[0], PROBE_LEN)
 
 
 # ---------------------------------------------------------------------------- suites, executors, events

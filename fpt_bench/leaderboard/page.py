@@ -186,6 +186,9 @@ def markdown(sections: list[Section], everything: Table, config: PublishConfig, 
            "do not edit by hand. Numbers are test accuracy in % (mean ± std over seeds, n = seeds); † = a seed "
            "diverged (the paper's mark); `paper` is the paper's number and Δ our mean minus it. Each column "
            "header states the task version and evaluation protocol.", ""]
+    if any(c.metric != "accuracy" for c in everything.columns):
+        out[-2] += (" A column whose header names another metric shows that metric (↑: higher is better, ↓: lower; "
+                    "% for fractions, as is otherwise), selected by validation in its direction.")
     note = _run_note(config)
     for section in sections:
         t = section.table

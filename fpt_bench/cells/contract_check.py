@@ -1,0 +1,107 @@
+"""The plugin contract at run time: before a cell trains, its components are checked with the same rules (and the
+same words) as ``fpt-bench check-plugin`` (``fpt_bench.conformance.contracts``), on what this cell will use:
+
+- the task: the first training batch and the first batch of each evaluation split against the task's spec
+  (shapes, dtypes, token and label ranges, length at most ``max_len``), every label of the evaluation splits, and
+  the lengths of every example;
+- the backbone: its declared sizes, a role for every parameter, and its output width on one real example;
+- the freeze policy: something trains, and a gradient reaches some of it.
+
+A broken rule fails the cell with ``error_kind: plugin`` and one message naming the plugin, its distribution, the
+component and the rule. The checks cost one training batch's data (the one step 1 uses, whose shuffle is kept) and
+one backbone forward pass of a single example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from fpt_bench.api.cell import CellConfig
+from fpt_bench.api.errors import UserError
+from fpt_bench.api.model import FPTModel
+from fpt_bench.api.task import SplitData
+from fpt_bench.conformance.contracts import (
+    ContractError,
+    check_examples,
+    check_hidden,
+    check_labels,
+    check_module,
+    check_roles,
+    check_trainable,
+)
+from fpt_bench.training.precision import autocast, resolve_precision
+
+FIRST_BATCH = 64  # examples of each evaluation split checked in full (labels and lengths: every example)
+
+
+class PluginContractError(UserError):
+    """A component broke the plugin contract during a run (the cell fails with ``error_kind: plugin``)."""
+
+    error_kind = "plugin"
+
+
+def components(host: Any, cell: CellConfig) -> dict[str, str]:
+    """The qualified names (``PLUGIN:NAME``) of the cell's task, backbone and policy, for its result."""
+    return {kind: host.registries[kind].qualified(getattr(cell, kind)) for kind in ("task", "backbone", "policy")}
+
+
+def _guard(host: Any, kind: str, name: str, check: Callable[[], object]) -> None:
+    try:
+        check()
+    except ContractError as exc:
+        origin = host.registries[kind].entry(name).origin
+        info = host.plugins.get(origin)
+        dist = f"{info.distribution} {info.version or ''}".strip() if info and info.distribution else "no distribution"
+        raise PluginContractError(
+            f"{kind} {name!r} of plugin {origin!r} ({dist}) breaks the plugin contract: {exc} "
+            f"(`fpt-bench check-plugin {origin}` checks the same rules)") from None
+
+
+def apply_policy(host: Any, cell: CellConfig, model: FPTModel, policy: Any) -> None:
+    """Apply the cell's freeze policy between two checks: the backbone's sizes and roles before (a policy reads
+    the roles), and after it that something trains and a gradient reaches some of it."""
+    spec = model.task
+    _guard(host, "backbone", cell.backbone, lambda: (check_module(model.backbone, spec.max_len),
+                                                     check_roles(model.backbone)))
+    policy.apply(model, policy.options(cell.policy_args))
+    _guard(host, "policy", cell.policy, lambda: check_trainable(model, spec.max_len))
+
+
+def check_run(host: Any, cell: CellConfig, model: FPTModel, train: Any, evaluation: dict[str, SplitData]) -> None:
+    """Before the first step: the task's data against its spec and the backbone's output width (see the module
+    docstring). ``train``: the cell's TrainingData; ``evaluation``: its validation and test splits, on the device."""
+    _guard(host, "task", cell.task, lambda: _check_data(model.task, train, evaluation))
+    _guard(host, "backbone", cell.backbone, lambda: _check_width(model, evaluation, cell))
+
+
+def _check_data(spec: Any, train: Any, evaluation: dict[str, SplitData]) -> None:
+    first = train.batch(0)
+    what = "sample()" if train.split is None else "load('train')"
+    check_examples(spec, first.x, first.y, first.lengths, f"{what}, the first training batch")
+    for name, split in evaluation.items():
+        head = split.batch(torch.arange(min(len(split), FIRST_BATCH), device=split.x.device))
+        check_examples(spec, head.x, head.y, head.lengths, f"load({name!r})")
+        check_labels(spec, split.y, len(split), f"load({name!r}), all {len(split)} examples")
+        if split.lengths is not None and int(split.lengths.max()) > spec.max_len:
+            raise ContractError(f"load({name!r}): sequences up to {int(split.lengths.max())} long, spec.max_len is "
+                                f"{spec.max_len}")
+
+
+def _check_width(model: FPTModel, evaluation: dict[str, SplitData], cell: CellConfig) -> None:
+    module = model.backbone
+    split = next(iter(evaluation.values()))
+    one = split.batch(torch.arange(1, device=split.x.device))
+    device = one.x.device
+    mask = None if one.lengths is None else torch.ones(one.x.shape[:2], dtype=torch.long, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), \
+                autocast(device, resolve_precision(cell.hparams.precision, device)):
+            embeds = model.input(one.x)
+            check_hidden(module, embeds, module(embeds, mask))
+    finally:
+        model.train(was_training)
