@@ -110,17 +110,22 @@ class BackboneSpec(Strict):
 
 
 class LayerSelection(Strict):
-    """Restricts a role to some layers: ``last`` = the last ``count`` layers, or explicit indices."""
+    """Some of a backbone's layers: ``last`` = the last ``last`` layers, and/or ``indices`` (negative: from the
+    end). Layers are those of ``parameter_layers()``; a parameter outside every layer is never selected."""
 
     last: int | None = Field(default=None, gt=0)
     indices: list[int] | None = None
 
 
 class PolicySpec(Strict):
+    """``trainable_roles`` train (``layer_selection`` restricts a role to some layers); ``train_layers``: every
+    parameter of those layers trains too, whatever its role ("all roles of the last k layers": ``last=k``)."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
     trainable_roles: frozenset[Role]
     layer_selection: dict[Role, LayerSelection] = {}
+    train_layers: LayerSelection | None = None
     citation: str = ""
 
 

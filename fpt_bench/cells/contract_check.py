@@ -27,14 +27,12 @@ from fpt_bench.conformance.contracts import (
     ContractError,
     check_examples,
     check_hidden,
-    check_labels,
     check_module,
     check_roles,
+    check_split,
     check_trainable,
 )
 from fpt_bench.training.precision import autocast, resolve_precision
-
-FIRST_BATCH = 64  # examples of each evaluation split checked in full (labels and lengths: every example)
 
 
 class PluginContractError(UserError):
@@ -82,12 +80,7 @@ def _check_data(spec: Any, train: Any, evaluation: dict[str, SplitData]) -> None
     what = "sample()" if train.split is None else "load('train')"
     check_examples(spec, first.x, first.y, first.lengths, f"{what}, the first training batch")
     for name, split in evaluation.items():
-        head = split.batch(torch.arange(min(len(split), FIRST_BATCH), device=split.x.device))
-        check_examples(spec, head.x, head.y, head.lengths, f"load({name!r})")
-        check_labels(spec, split.y, len(split), f"load({name!r}), all {len(split)} examples")
-        if split.lengths is not None and int(split.lengths.max()) > spec.max_len:
-            raise ContractError(f"load({name!r}): sequences up to {int(split.lengths.max())} long, spec.max_len is "
-                                f"{spec.max_len}")
+        check_split(spec, split, f"load({name!r})")
 
 
 def _check_width(model: FPTModel, evaluation: dict[str, SplitData], cell: CellConfig) -> None:

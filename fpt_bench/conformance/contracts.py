@@ -12,6 +12,7 @@ import torch
 from fpt_bench.api.backbone import BackboneModule
 from fpt_bench.api.roles import Role
 from fpt_bench.api.specs import Continuous, Readout, TaskSpec
+from fpt_bench.api.task import SplitData
 
 
 class ContractError(Exception):
@@ -68,6 +69,25 @@ def check_labels(spec: TaskSpec, y: Any, n: int, what: str) -> None:
         spec.output.objective.check_labels(y, n, spec.output)
     except ValueError as exc:
         raise ContractError(f"{what}: {exc}") from None
+
+
+HEAD = 64  # examples of a split checked as the model sees them (decoded); labels and lengths: every example
+
+
+def check_split(spec: TaskSpec, split: Any, what: str) -> None:
+    """A whole split as ``load`` returns it agrees with ``spec``: its first ``HEAD`` examples decoded as the model
+    sees them (shapes, dtypes, token ids, length at most ``max_len``), every label, and every example's length."""
+    if not isinstance(split, SplitData):
+        raise ContractError(f"{what} returned {type(split).__name__}, not fpt_bench.SplitData")
+    n = len(split) if isinstance(split.x, torch.Tensor) and split.x.dim() else 0
+    if n == 0:
+        raise ContractError(f"{what}: no examples")
+    head = split.batch(torch.arange(min(n, HEAD), device=split.x.device))
+    check_examples(spec, head.x, head.y, head.lengths, what)
+    check_labels(spec, split.y, n, f"{what}, all {n} examples")
+    if split.lengths is not None and int(split.lengths.max()) > spec.max_len:
+        raise ContractError(f"{what}: sequences up to {int(split.lengths.max())} long, spec.max_len is "
+                            f"{spec.max_len}")
 
 
 def same_tensors(a: Any, b: Any, what: str) -> None:
