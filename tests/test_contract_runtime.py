@@ -94,7 +94,10 @@ CASES = {
         "first training batch: sequences are 20 long, spec.max_len is 16")),
     "backbone width": (["--task", "bit_xor", "--backbone", "narrow"], "backbone", (
         "backbone 'narrow' of plugin 'broken' (fpt-bench-broken 0.3.0) breaks the plugin contract: forward "
-        "returned (1, 10, 32) float32; expected (1, 10, 64) hidden states (B, T, hidden_size=64)")),
+        "returned (4, 10, 32) float32; expected (4, 10, 64) hidden states (B, T, hidden_size=64)")),  # step 1
+    "backbone width, compiled": (["--task", "bit_xor", "--backbone", "narrow", "--compile"], "backbone", (
+        "backbone 'narrow' of plugin 'broken' (fpt-bench-broken 0.3.0) breaks the plugin contract: forward "
+        "returned (1, 10, 32) float32; expected (1, 10, 64) hidden states (B, T, hidden_size=64)")),  # a probe
     "freeze-all policy": (["--task", "bit_xor", "--policy", "freeze_all"], "policy", (
         "policy 'freeze_all' of plugin 'broken' (fpt-bench-broken 0.3.0) breaks the plugin contract: nothing "
         "trains on this backbone (0 of 1,666,594 parameters): a policy must leave some parameter trainable (at least "

@@ -4,12 +4,13 @@ same words) as ``fpt-bench check-plugin`` (``fpt_bench.conformance.contracts``),
 - the task: the first training batch and the first batch of each evaluation split against the task's spec
   (shapes, dtypes, token and label ranges, length at most ``max_len``), every label of the evaluation splits, and
   the lengths of every example;
-- the backbone: its declared sizes, a role for every parameter, and its output width on one real example;
+- the backbone: its declared sizes, a role for every parameter, and its output width on the first batch it sees;
 - the freeze policy: something trains, and a gradient reaches some of it.
 
 A broken rule fails the cell with ``error_kind: plugin`` and one message naming the plugin, its distribution, the
 component and the rule. The checks cost one training batch's data (the one step 1 uses, whose shuffle is kept) and
-one backbone forward pass of a single example.
+no forward pass of their own: the output width is checked on the backbone's first call (under ``compile``, on the
+first 16 positions of one example). ``benchmarks/contract_check_cost.py`` measures the share of a smoke cell.
 """
 
 from __future__ import annotations
@@ -72,7 +73,24 @@ def check_run(host: Any, cell: CellConfig, model: FPTModel, train: Any, evaluati
     """Before the first step: the task's data against its spec and the backbone's output width (see the module
     docstring). ``train``: the cell's TrainingData; ``evaluation``: its validation and test splits, on the device."""
     _guard(host, "task", cell.task, lambda: _check_data(model.task, train, evaluation))
-    _guard(host, "backbone", cell.backbone, lambda: _check_width(model, evaluation, cell))
+    if cell.hparams.compile:  # a hook removed after its first call would make torch.compile compile again
+        _guard(host, "backbone", cell.backbone, lambda: _check_width(model, evaluation, cell))
+    else:
+        watch_width(host, cell, model)
+
+
+def watch_width(host: Any, cell: CellConfig, model: FPTModel) -> None:
+    """Check the backbone's output width on its first call (the first training step's batch, or whichever forward
+    comes first), before any parameter changes: a forward hook that removes itself, so the check costs no forward
+    pass of its own."""
+
+    def first_call(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        handle.remove()
+        embeds = args[0] if args else kwargs.get("embeds")
+        if isinstance(embeds, torch.Tensor):
+            _guard(host, "backbone", cell.backbone, lambda: check_hidden(module, embeds, output))
+
+    handle = model.backbone.register_forward_hook(first_call, with_kwargs=True)
 
 
 def _check_data(spec: Any, train: Any, evaluation: dict[str, SplitData]) -> None:
@@ -83,18 +101,24 @@ def _check_data(spec: Any, train: Any, evaluation: dict[str, SplitData]) -> None
         check_split(spec, split, f"load({name!r})")
 
 
+WIDTH_PROBE = 16  # positions of the example the backbone's output width is checked on
+
+
 def _check_width(model: FPTModel, evaluation: dict[str, SplitData], cell: CellConfig) -> None:
+    """The backbone's hidden states on the first ``WIDTH_PROBE`` positions of one real example have the width it
+    declares (under torch.compile, where ``watch_width``'s hook cannot be used)."""
     module = model.backbone
     split = next(iter(evaluation.values()))
     one = split.batch(torch.arange(1, device=split.x.device))
-    device = one.x.device
-    mask = None if one.lengths is None else torch.ones(one.x.shape[:2], dtype=torch.long, device=device)
+    x = one.x[:, :WIDTH_PROBE]
+    device = x.device
+    mask = None if one.lengths is None else torch.ones(x.shape[:2], dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), \
                 autocast(device, resolve_precision(cell.hparams.precision, device)):
-            embeds = model.input(one.x)
+            embeds = model.input(x)
             check_hidden(module, embeds, module(embeds, mask))
     finally:
         model.train(was_training)
