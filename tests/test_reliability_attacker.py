@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,7 +29,7 @@ from hostile_support import (
     integer,
 )
 from lb_support import make_result, write
-from reliability_support import tally
+from reliability_support import tally, within
 
 from fpt_bench import CorruptFileError, UserError
 from fpt_bench.datastore import safepickle
@@ -40,18 +37,6 @@ from fpt_bench.datastore import safepickle
 TINY = "weights=random,n_layers=1,n_embd=16,n_head=2"
 
 
-@contextmanager
-def within(seconds: float) -> Iterator[None]:
-    def hung(*_: object) -> None:
-        raise TimeoutError(f"still running after {seconds}s")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def test_a_forged_budget_of_10_15_steps_is_refused_at_once(tmp_path: Path) -> None:

@@ -12,19 +12,16 @@ test with the child's output instead of taking pytest down."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
 import json
 import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +40,7 @@ from hostile_support import (
     integer,
 )
 from lb_support import make_result, write
-from reliability_support import tally
+from reliability_support import tally, within
 from test_data_idx import idx_bytes, write_mnist
 
 from fpt_bench import CorruptFileError, UserError
@@ -56,19 +53,6 @@ def child(script: str, *args: str, timeout: float = 180) -> subprocess.Completed
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Fail instead of hanging: SIGALRM after ``seconds``."""
-    def hung(*_: object) -> None:
-        raise TimeoutError(f"still running after {seconds}s (a hang)")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ----------------------------------------------------------------------------------------------- 1. pickles

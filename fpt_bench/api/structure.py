@@ -114,3 +114,25 @@ class TransformerOptions(BaseModel):
     @property
     def weight_source(self) -> WeightSource:
         return parse_weights(self.weights, KINDS)
+
+
+class PresetOptions(TransformerOptions):
+    """Options of a backbone that loads a model of several families: ``preset=`` (a short name), ``source=`` (a hub
+    id or folder) or, for random init, ``family=`` (a family's default config). Subclasses narrow the types."""
+
+    preset: str | None = Field(default=None, description="a known model by short name")
+    family: str | None = Field(default=None, description="weights=random without a source: that family's default "
+                                                         "config")
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout (default: the model's own)")
+
+    @model_validator(mode="after")
+    def _which(self) -> Any:
+        weights = self.weight_source
+        if self.family and (weights.kind != "random" or self.source or self.preset):
+            raise ValueError("family= only applies to weights=random without source= or preset=")
+        if self.source and self.preset:
+            raise ValueError("give source= or preset=, not both")
+        if not (weights.from_checkpoint or self.source or self.preset or self.family):
+            raise ValueError("give preset=NAME or source=HUB_ID_OR_DIR (or family=NAME with weights=random); "
+                             "`fpt-bench ls backbones --options` lists the presets")
+        return self

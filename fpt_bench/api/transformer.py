@@ -20,7 +20,8 @@ from fpt_bench.api.backbone import Backbone, BackboneModule
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.errors import UserError
-from fpt_bench.api.structure import TransformerOptions
+from fpt_bench.api.roles import Role
+from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_
 
 STATS_INIT = "per-tensor Gaussian with the pretrained tensor's mean and std"
@@ -28,11 +29,22 @@ STATS_INIT = "per-tensor Gaussian with the pretrained tensor's mean and std"
 
 class TransformerModule(BackboneModule):
     """A module a ``TransformerBackbone`` builds: it keeps the provenance the result records and can drop its last
-    blocks (``truncate``)."""
+    blocks (``truncate``). Its parameters' roles and layers come from ``role_map`` (a :class:`RoleMap` of the
+    model at path ``role_prefix`` inside the module; a new position table at ``position`` has role position)."""
+
+    role_map: RoleMap
+    role_prefix: str = ""
 
     def __init__(self, provenance: dict[str, Any]) -> None:
         super().__init__()
         self._provenance = provenance
+
+    def parameter_roles(self) -> dict[str, Role]:
+        extra = {"position": Role.POSITION} if isinstance(getattr(self, "position", None), nn.Parameter) else None
+        return roles_from_structure(self, self.role_map, prefix=self.role_prefix, extra=extra)
+
+    def parameter_layers(self) -> dict[str, int]:
+        return layers_of(self, self.role_map, prefix=self.role_prefix)
 
     def provenance(self) -> dict[str, Any]:
         return self._provenance

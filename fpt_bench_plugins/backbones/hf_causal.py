@@ -17,13 +17,13 @@ from contextlib import nullcontext
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import nn
 
 from fpt_bench import Role, UserError
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.families import ModelFamily, UsesModelFamilies, family_of
-from fpt_bench.api.structure import TransformerOptions, layer_list, layers_of, roles_from_structure, submodule
+from fpt_bench.api.structure import PresetOptions, layer_list, submodule
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import (
     load_config,
@@ -36,10 +36,9 @@ FLOAT32_ROLES = frozenset({Role.NORM, Role.POSITION})  # kept in float32 in a bf
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-class CausalOptions(TransformerOptions):
+class CausalOptions(PresetOptions):
     """Options of hf_decoder and hf_ssm (subclasses narrow ``preset``)."""
 
-    preset: str | None = Field(default=None, description="a known model by short name (see docs/backbones.md)")
     family: str | None = Field(default=None, description="weights=random without a source: that family's "
                                "default transformers config (model_type, e.g. llama)")
     dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout where the family has it "
@@ -53,17 +52,6 @@ class CausalOptions(TransformerOptions):
     positions: Literal["model", "learned"] = Field(
         default="model", description="model: the model's own positions (rotary, learned or none); learned: also "
                                      "a new zero-initialised trainable table added to the inputs (role position)")
-
-    @model_validator(mode="after")
-    def _which(self) -> CausalOptions:
-        weights = self.weight_source
-        if self.family and (weights.kind != "random" or self.source or self.preset):
-            raise ValueError("family= only applies to weights=random without source= or preset=")
-        if self.source and self.preset:
-            raise ValueError("give source= or preset=, not both")
-        if not (weights.from_checkpoint or self.source or self.preset or self.family):
-            raise ValueError("give preset=NAME or source=HUB_ID_OR_DIR (or family=MODEL_TYPE with weights=random)")
-        return self
 
 
 def stored_dtype(config: Any) -> torch.dtype | None:
@@ -98,6 +86,7 @@ class CausalLMModule(TransformerModule):
         super().__init__(provenance)
         self.model = model
         self.family = family
+        self.role_map, self.role_prefix = family.roles, "model."
         self.kind = kind  # the backbone name (hf_decoder / hf_ssm), stored in checkpoints
         width = getattr(model.config, family.input_width_key)
         self.position = nn.Parameter(torch.zeros(learned_rows, width)) if learned_rows else None
@@ -159,13 +148,6 @@ class CausalLMModule(TransformerModule):
         self.compute_dtype = dtype
 
     # -------------------------------------------------------------------------------------- roles
-    def parameter_roles(self) -> dict[str, Role]:
-        extra = {"position": Role.POSITION} if self.position is not None else None
-        return roles_from_structure(self, self.family.roles, prefix="model.", extra=extra)
-
-    def parameter_layers(self) -> dict[str, int]:
-        return layers_of(self, self.family.roles, prefix="model.")
-
     def used_numel(self, seq_len: int) -> dict[str, int]:
         used = {f"model.{self.family.token_embedding}.weight": 0}
         if self.family.position:

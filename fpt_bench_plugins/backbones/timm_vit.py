@@ -24,7 +24,7 @@ from fpt_bench import BackboneSpec, Role, UserError, hookimpl
 from fpt_bench.api import availability
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.errors import did_you_mean
-from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench.api.structure import RoleMap, TransformerOptions
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import pretrained_error, truncate_layers
 
@@ -67,6 +67,7 @@ def _final_norm(vit: nn.Module) -> nn.Module:
 
 
 class TimmViTModule(TransformerModule):
+    role_map = ROLES
     def __init__(self, vit: nn.Module, name: str, kwargs: dict[str, Any], n_positions: int,
                  provenance: dict[str, Any]) -> None:
         super().__init__(provenance)
@@ -101,12 +102,6 @@ class TimmViTModule(TransformerModule):
         for block in self.layers:
             hidden = block(hidden, attn_mask=attn_mask) if self.takes_mask else block(hidden)
         return self.norm(hidden)
-
-    def parameter_roles(self) -> dict[str, Role]:
-        return roles_from_structure(self, ROLES)
-
-    def parameter_layers(self) -> dict[str, int]:
-        return layers_of(self, ROLES)
 
     def used_numel(self, seq_len: int) -> dict[str, int]:
         return {"position": min(seq_len, self.max_positions) * self.hidden_size}  # type: ignore[type-var]
