@@ -1,7 +1,8 @@
 """The speed settings of a cell: how they are applied, and the record the result keeps of them
 (``provenance.speed``; every key is documented in ``fpt_bench.result_schema.Speed``).
 
-Switches (hyperparameters, so they are part of a cell's config): ``precision`` (bf16 autocast), ``compile``
+Switches (hyperparameters, so they are part of a cell's config): ``precision`` (bf16 autocast; ``auto``: the
+faster of fp32 and bf16 on the machine, for training and evaluation separately, ``fpt_bench.precision``), ``compile``
 (``torch.compile``; the backend is ``$FPT_BENCH_COMPILE_BACKEND``, default ``inductor``), ``adam_impl``
 (fused / foreach / for-loop Adam), ``feature_cache``; and the backbone's own options (its attention kernel and
 activation implementation, recorded as ``attention`` and ``activation``). docs/performance.md describes them all.
@@ -57,6 +58,7 @@ def record(trainer: Trainer, adam_impl: str) -> dict[str, Any]:
     augments = split is not None and task is not None and task.augments(train.options)
     return {
         "autocast": "bf16" if trainer.precision == "bf16" else None,
+        "autocast_eval": "bf16" if trainer.eval_precision == "bf16" else None,
         "compile": bool(trainer.hp.compile),
         "compile_backend": compile_backend() if trainer.hp.compile else None,
         "attention": getattr(model.backbone, "attention", None),

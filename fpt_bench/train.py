@@ -41,16 +41,6 @@ from fpt_bench.task import Batch, SplitData, Task
 CHECKPOINT_VERSION = 1
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    return "fp32"
-
-
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -177,9 +167,13 @@ class Trainer:
     def __init__(self, *, cell: CellConfig, model: FPTModel, train: TrainingData, val: SplitData,
                  tests: dict[str, SplitData], device: torch.device, precision: str,
                  checkpoint: Path | None, progress: Progress,
-                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> None:
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None,
+                 eval_precision: str | None = None) -> None:
+        """``precision``: of the training steps; ``eval_precision`` (default: the same) of evaluation and of the
+        feature cache (``fpt_bench.precision`` decides both for ``precision=auto``)."""
         self.cell, self.model, self.train, self.val, self.tests = cell, model, train, val, tests
         self.device, self.precision, self.checkpoint = device, precision, checkpoint
+        self.eval_precision = eval_precision or precision
         self.progress, self.on_eval = progress, on_eval
         self.hp = cell.hparams
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -318,7 +312,7 @@ class Trainer:
 
     def _evaluate(self, step: int) -> float:
         t0 = time.perf_counter()
-        acc = evaluate(self.eval_model, self.val, self.hp.eval_batch_size, self.device, self.precision)
+        acc = evaluate(self.eval_model, self.val, self.hp.eval_batch_size, self.device, self.eval_precision)
         self.out.eval_seconds += time.perf_counter() - t0
         self.out.eval_samples += len(self.val)
         train_loss = self._loss_sum / self._loss_n if self._loss_n else None
@@ -333,7 +327,7 @@ class Trainer:
     def use_feature_cache(self) -> None:
         """Train the output layer on cached backbone features when the cell allows it (fpt_bench.features)."""
         record, cached = build_cache(self.hp.feature_cache, self.model, self.train, self.val, self.tests,
-                                     self.hp.eval_batch_size, self.device, self.precision)
+                                     self.hp.eval_batch_size, self.device, self.eval_precision)
         self.out.speed.update(record)
         if cached is not None:
             self.train, self.val, self.tests = cached  # type: ignore[assignment]
@@ -380,7 +374,8 @@ class Trainer:
         t0 = time.perf_counter()
         accs = {}
         for name, split in self.tests.items():
-            accs[name] = evaluate(self.eval_model, split, self.hp.eval_batch_size, self.device, self.precision)
+            accs[name] = evaluate(self.eval_model, split, self.hp.eval_batch_size, self.device,
+                                  self.eval_precision)
             self.out.eval_samples += len(split)
         self.out.eval_seconds += time.perf_counter() - t0
         return accs
