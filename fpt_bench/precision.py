@@ -183,7 +183,7 @@ def _store(path: Path, entries: dict[str, Any], machine: str, key: str, choice: 
 
 
 # ------------------------------------------------------------------------------------------- choose
-def calibrate(device: torch.device, key: str, build: Callable[[], Workload], *, timer: Timer = measure,
+def calibrate(device: torch.device, key: str, build: Callable[[], Workload], *, timer: Timer | None = None,
               path: Path | None = None) -> Choice:
     """The machine's cached choice for the workload named ``key``, or a new measurement of ``build()``: announced
     in one line on stderr, and stored when it is clear (``decide``); an unclear one holds for this run only."""
@@ -202,7 +202,7 @@ def calibrate(device: torch.device, key: str, build: Callable[[], Workload], *, 
             return cached
         t0 = time.perf_counter()
         work = build()
-        measured = timer(work, device, max(BUDGET_S - (time.perf_counter() - t0), BUDGET_S / 2))
+        measured = (timer or measure)(work, device, max(BUDGET_S - (time.perf_counter() - t0), BUDGET_S / 2))
         chosen, speedup, clear = decide(measured)
         choice = Choice(train=chosen["train"], eval=chosen["eval"], source="measured", reason="",
                         bf16_speedup_train=speedup["train"], bf16_speedup_eval=speedup["eval"],
@@ -221,6 +221,11 @@ def calibrate(device: torch.device, key: str, build: Callable[[], Workload], *, 
     return choice
 
 
+def cpu_has_bf16() -> bool:
+    """Does oneDNN run bf16 natively on this CPU (else it is emulated: tens of times slower than fp32)?"""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def static(precision: str, device: torch.device) -> Choice | None:
     """The choice when nothing needs measuring (a forced precision, CUDA, a CPU without bf16, another device);
     None when ``auto`` calibrates."""
@@ -234,14 +239,14 @@ def static(precision: str, device: torch.device) -> Choice | None:
                       reason="the GPU supports bf16" if chosen == "bf16" else "the GPU has no bf16")
     if device.type != "cpu":
         return Choice(train="fp32", eval="fp32", source="device", reason=f"no bf16 calibration on {device.type}")
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if not cpu_has_bf16():
         return Choice(train="fp32", eval="fp32", source="no_bf16",
                       reason="oneDNN reports no bf16 on this CPU (bf16 would be emulated)")
     return None
 
 
 def choose(precision: str, device: torch.device, model: torch.nn.Module, *, micro_batch: int, eval_batch: int,
-           seq_len: int, timer: Timer = measure, path: Path | None = None) -> Choice:
+           seq_len: int, timer: Timer | None = None, path: Path | None = None) -> Choice:
     """Training and evaluation precision of a cell of ``model`` on ``device``: forced, static, or calibrated."""
     fixed = static(precision, device)
     if fixed is not None:
