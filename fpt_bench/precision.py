@@ -8,7 +8,7 @@ evaluation separately (docs/performance.md).
   backbone's own matrix products at the cell's rows in both precisions, for training (forward + the backward
   the freeze policy needs) and for evaluation (forward under ``inference_mode``). bf16 is chosen for a mode
   where it takes at most ``BF16_MARGIN`` of fp32's time (ties go to fp32: exact arithmetic).
-- A clear choice (``decide``) is cached per machine (CPU model and avx/amx flags, torch version, thread count)
+- A clear choice (``decide``: every round agreed, the machine was not busy) is cached per machine (CPU model and avx/amx flags, torch version, thread count)
   and workload in ``$FPT_BENCH_PRECISION_CACHE`` or ``$XDG_CACHE_HOME/fpt-bench/precision.json``, written
   atomically under a lock (parallel workers calibrate one at a time, the others then read the choice); a
   corrupt cache is ignored and rewritten. A measurement prints one line.
@@ -44,6 +44,7 @@ CACHE_ENV = "FPT_BENCH_PRECISION_CACHE"
 CACHE_VERSION = 1
 Timer = Callable[[Workload, torch.device, float], Measurement]
 BF16_MARGIN = 0.95  # bf16 must take at most this share of fp32's time to be chosen
+BUSY_LOAD = 1.5  # a calibration is not cached when the load average exceeds this many times the cores
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Choice:
     calibration_seconds: float | None = None  # what the measurement took (when it was made, for a cached one)
     rounds: int | None = None
     row_scale: float | None = None
+    load_average: float | None = None  # the 1-minute load average when it was measured
     machine: str | None = None
     workload: str | None = None
     cache: str | None = None
@@ -73,19 +75,25 @@ def pick(fp32_seconds: float, bf16_seconds: float) -> str:
     return "bf16" if bf16_seconds <= BF16_MARGIN * fp32_seconds else "fp32"
 
 
-def decide(measured: Measurement) -> tuple[dict[str, str], dict[str, float], bool]:
-    """Per mode: the chosen precision and bf16's speed-up (fp32 seconds / bf16 seconds); and whether the choice
-    is clear enough to cache: in each mode every round picked the same, or bf16 and fp32 are within 10 % of
-    each other (either choice then costs little)."""
-    chosen, speedup, clear = {}, {}, True
+def busy(load: float | None, cores: int | None) -> bool:
+    """Is the machine busy with other work: a 1-minute load average above 1.5x its cores?"""
+    return load is not None and load > BUSY_LOAD * (cores or 1)
+
+
+def decide(measured: Measurement) -> tuple[dict[str, str], dict[str, float], str | None]:
+    """Per mode: the chosen precision and bf16's speed-up (fp32 seconds / bf16 seconds); and why the choice is
+    not clear enough to cache (None when it is): a round that picked otherwise in either mode, or a busy machine."""
+    chosen, speedup, unclear = {}, {}, None
     for mode in MODES:
         fp32, bf16 = measured.best[mode]["fp32"], measured.best[mode]["bf16"]
         speedup[mode] = fp32 / max(bf16, 1e-12)
         chosen[mode] = pick(fp32, bf16)
         rounds = zip(measured.per_round[mode]["fp32"], measured.per_round[mode]["bf16"], strict=True)
-        unanimous = all(pick(a, b) == chosen[mode] for a, b in rounds)
-        clear &= unanimous or 1 / 1.1 <= speedup[mode] <= 1.1
-    return chosen, speedup, clear
+        if not all(pick(a, b) == chosen[mode] for a, b in rounds):
+            unclear = "its rounds disagreed"
+    if busy(measured.load, os.cpu_count()):
+        unclear = f"the machine was busy (load average {measured.load:.1f} on {os.cpu_count()} cores)"
+    return chosen, speedup, unclear
 
 
 # ------------------------------------------------------------------------------------------ machine
@@ -152,7 +160,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 _ENTRY_KEYS = ("train", "eval", "bf16_speedup_train", "bf16_speedup_eval", "calibration_seconds", "rounds",
-               "row_scale", "workload")
+               "row_scale", "load_average", "workload")
 
 
 def _cached(entries: dict[str, Any], machine: str, key: str, path: Path) -> Choice | None:
@@ -203,14 +211,15 @@ def calibrate(device: torch.device, key: str, build: Callable[[], Workload], *, 
         t0 = time.perf_counter()
         work = build()
         measured = (timer or measure)(work, device, max(BUDGET_S - (time.perf_counter() - t0), BUDGET_S / 2))
-        chosen, speedup, clear = decide(measured)
+        chosen, speedup, unclear = decide(measured)
         choice = Choice(train=chosen["train"], eval=chosen["eval"], source="measured", reason="",
                         bf16_speedup_train=speedup["train"], bf16_speedup_eval=speedup["eval"],
                         calibration_seconds=time.perf_counter() - t0, rounds=measured.rounds,
-                        row_scale=measured.scale, machine=machine, workload=work.describe())
+                        row_scale=measured.scale, load_average=measured.load, machine=machine,
+                        workload=work.describe())
         choice.reason = _reason(choice.record())
-        if not clear:
-            where = "not cached: its rounds disagreed (a busy machine?), the next run measures again"
+        if unclear:
+            where = f"not cached ({unclear}): the next run measures again"
         elif writable and _store(path, entries, machine, key, choice):
             choice.cache, where = str(path), f"cached in {path}"
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 BUDGET_S = 2.0  # the whole calibration, the backbone probe included
 ROW_CAP = 512  # rows of a timed product at most (the timing stands for the cell's products, it need not equal them)
-PROBE_SCALE = 1 / 8  # the first round's share of the rows: it estimates what a round costs
+PROBE_SCALE = 1 / 4  # the first round's share of the rows: it estimates what a round costs
 MIN_ROUNDS = 3  # timed rounds, after a warm-up round at the final size
 MAX_ROUNDS = 9
 PROBE_TOKENS = 5  # the probe runs the backbone on one sequence of this many tokens (prime: see _scale)
@@ -60,12 +61,14 @@ class Workload:
 class Measurement:
     """Per mode ('train' | 'eval') and precision: ``best``, the seconds of the workload with each product at its
     fastest over the timed rounds, and ``per_round``, each round's seconds (products weighted by how often a
-    step or an evaluation batch runs them); what the calibration took in all; the share of the rows it timed."""
+    step or an evaluation batch runs them); what the calibration took in all; the share of the rows it timed; the
+    load average at its end."""
 
     best: dict[str, dict[str, float]]
     per_round: dict[str, dict[str, list[float]]]
     seconds: float
     scale: float = 1.0
+    load: float | None = None  # the 1-minute load average when it ended (None where the system has none)
 
     @property
     def rounds(self) -> int:
@@ -161,17 +164,17 @@ def _sync(device: torch.device) -> None:
 
 class _Bench:
     """The tensors of one share of the workload's rows (fp32 weights, as the cell holds them: autocast casts
-    them per product, as in the cell)."""
+    them per product, as in the cell). Values are uniform: a product's time does not depend on them."""
 
-    def __init__(self, work: Workload, scale: float, device: torch.device, g: torch.Generator) -> None:
+    def __init__(self, work: Workload, scale: float, device: torch.device, g: torch.Generator,
+                 weights: dict[tuple[int, int], torch.Tensor]) -> None:
         self.device, self.backward = device, work.backward
         self.products: list[tuple[str, int, torch.Tensor, torch.Tensor]] = []  # (mode, count, x, w)
-        weights: dict[tuple[int, int], torch.Tensor] = {}
         for mode, gemms in (("train", work.train), ("eval", work.eval)):
             for gemm in gemms:
                 if (gemm.k, gemm.n) not in weights:
-                    weights[(gemm.k, gemm.n)] = torch.randn(gemm.n, gemm.k, generator=g).mul_(0.02).to(device)
-                x = torch.randn(max(1, round(gemm.rows * scale)), gemm.k, generator=g).to(device)
+                    weights[(gemm.k, gemm.n)] = _uniform((gemm.n, gemm.k), 0.05, g).to(device)
+                x = _uniform((max(1, round(gemm.rows * scale)), gemm.k), 1.0, g).to(device)
                 self.products.append((mode, gemm.count, x, weights[(gemm.k, gemm.n)]))
 
     def _seconds(self, mode: str, x: torch.Tensor, w: torch.Tensor, precision: str) -> float:
@@ -199,24 +202,22 @@ class _Bench:
 
 def measure(work: Workload, device: torch.device, budget: float = BUDGET_S) -> Measurement:
     """Time ``work`` in both precisions in about ``budget`` seconds. A first round at ``PROBE_SCALE`` of the rows
-    estimates the cost (an overestimate: small products run less efficiently); the rows then grow to the largest
-    share of the workload's (at most all) at which a warm-up round and ``MIN_ROUNDS`` timed rounds fit the rest
-    of the budget. Timed rounds, fp32 or bf16 first in turn, run until ``MAX_ROUNDS`` or the budget; each product
-    counts at its fastest (load from elsewhere only ever adds time)."""
+    pays the process's first products (thread pools, kernels) and estimates what a round costs (an overestimate);
+    the rows then grow, up to all of them, while a warm-up round and ``MIN_ROUNDS`` timed rounds fit the rest of
+    the budget (they never shrink: on a busy machine a small round costs about as much as a large one, and says
+    less). Timed rounds, fp32 or bf16 first in turn, run until ``MAX_ROUNDS`` or the budget; each product counts
+    at its fastest over them."""
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(0)
+    weights: dict[tuple[int, int], torch.Tensor] = {}
     scale = PROBE_SCALE
-    bench = _Bench(work, scale, device, g)
-    start = time.perf_counter()
-    bench.round(0)
-    last = time.perf_counter() - start
-    grow = min(1.0 / scale, (budget - (time.perf_counter() - t0)) / max(last * (1 + MIN_ROUNDS), 1e-9))
-    if grow > 1.25:
-        scale *= grow
-        bench = _Bench(work, scale, device, g)
-        start = time.perf_counter()
-        bench.round(1)  # the warm-up at this size
-        last = time.perf_counter() - start
+    bench = _Bench(work, scale, device, g, weights)
+    last = _elapsed(bench, 0)
+    factor = min(1.0 / scale, (budget - (time.perf_counter() - t0)) / max(last * (1 + MIN_ROUNDS), 1e-9))
+    if factor >= 1.5:
+        scale *= factor
+        bench = _Bench(work, scale, device, g, weights)
+        last = _elapsed(bench, 1)  # the warm-up at this size
     fastest: list[dict[str, float]] = [{p: math.inf for p in PRECISIONS} for _ in bench.products]
     per_round: dict[str, dict[str, list[float]]] = {mode: {p: [] for p in PRECISIONS} for mode in MODES}
     rounds = 0
@@ -232,7 +233,18 @@ def measure(work: Workload, device: torch.device, budget: float = BUDGET_S) -> M
             for p in PRECISIONS:
                 low[p] = min(low[p], product[p])
     best = {mode: {p: _weighted(bench, fastest, mode, p) for p in PRECISIONS} for mode in MODES}
-    return Measurement(best=best, per_round=per_round, seconds=time.perf_counter() - t0, scale=scale)
+    return Measurement(best=best, per_round=per_round, seconds=time.perf_counter() - t0, scale=scale,
+                       load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
+
+
+def _uniform(shape: tuple[int, int], bound: float, g: torch.Generator) -> torch.Tensor:
+    return torch.empty(shape).uniform_(-bound, bound, generator=g)
+
+
+def _elapsed(bench: _Bench, first: int) -> float:
+    start = time.perf_counter()
+    bench.round(first)
+    return time.perf_counter() - start
 
 
 def _weighted(bench: _Bench, seconds: list[dict[str, float]], mode: str, precision: str) -> float:

@@ -140,6 +140,8 @@ class PrecisionAuto(_Doc):
     rounds: int | None = Field(default=None, description="timed calibration rounds")
     row_scale: float | None = Field(default=None, description="share of the cell's rows (at most 512 per product) "
                                                                "the calibration timed")
+    load_average: float | None = Field(default=None, description="the machine's 1-minute load average when the "
+                                                                  "calibration ended (a busy machine's is not cached)")
     machine: str | None = Field(default=None, description="the machine key the choice holds for (CPU model and "
                                                            "avx/amx flags or GPU, torch version, threads)")
     workload: str | None = Field(default=None, description="the products timed: count x (rows x k @ k x n)")

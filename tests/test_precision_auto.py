@@ -92,14 +92,23 @@ def test_rounds_that_disagree_are_used_but_not_cached(bf16_cpu, tmp_path: Path, 
     timer = FakeTimer(noisy)
     first = choose(tiny_model(), timer, tmp_path / "p.json")
     assert (first.train, first.eval, first.cache) == ("bf16", "bf16", None)
-    assert "not cached: its rounds disagreed" in capsys.readouterr().err
+    assert "not cached (its rounds disagreed): the next run measures again" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
     choose(tiny_model(), timer, tmp_path / "p.json")
     assert timer.calls == 2  # measured again
-    # a near tie (within 10 %) is cached even when rounds disagree: either choice costs little
-    tie = measurement((1.0, 0.97), (1.0, 0.97))
-    tie.per_round["train"]["bf16"] = [0.9, 1.0, 0.97]
-    assert choose(tiny_model(), FakeTimer(tie), tmp_path / "q.json").cache == str(tmp_path / "q.json")
+
+
+def test_a_calibration_on_a_busy_machine_is_not_cached(bf16_cpu, tmp_path: Path, capsys) -> None:
+    import os
+
+    busy = measurement((1.0, 0.6), (1.0, 0.6))
+    busy.load = 1.6 * os.cpu_count()
+    choice = choose(tiny_model(), FakeTimer(busy), tmp_path / "p.json")
+    assert choice.cache is None and choice.load_average == busy.load and not (tmp_path / "p.json").exists()
+    assert f"not cached (the machine was busy (load average {busy.load:.1f} on {os.cpu_count()} cores))" in \
+        capsys.readouterr().err
+    busy.load = 1.4 * os.cpu_count()
+    assert choose(tiny_model(), FakeTimer(busy), tmp_path / "p.json").cache == str(tmp_path / "p.json")
 
 
 # ----------------------------------------------------------------------------------------------- cache
