@@ -8,10 +8,11 @@ evaluation separately (docs/performance.md).
   backbone's own matrix products at the cell's rows in both precisions, for training (forward + the backward
   the freeze policy needs) and for evaluation (forward under ``inference_mode``). bf16 is chosen for a mode
   where it takes at most ``BF16_MARGIN`` of fp32's time (ties go to fp32: exact arithmetic).
-- A clear choice (``decide``: every round agreed, the machine was not busy) is cached per machine (CPU model and avx/amx flags, torch version, thread count)
-  and workload in ``$FPT_BENCH_PRECISION_CACHE`` or ``$XDG_CACHE_HOME/fpt-bench/precision.json``, written
-  atomically under a lock (parallel workers calibrate one at a time, the others then read the choice); a
-  corrupt cache is ignored and rewritten. A measurement prints one line.
+- A clear choice (``decide``: every round agreed, the machine was not busy) is cached per machine (CPU model
+  and avx/amx flags, torch version, thread count) and workload in ``$FPT_BENCH_PRECISION_CACHE`` or
+  ``$XDG_CACHE_HOME/fpt-bench/precision.json``, written atomically under a lock (parallel workers calibrate one
+  at a time, the others then read the choice); a corrupt cache is ignored and rewritten. A measurement prints
+  one line.
 
 The calibration draws its data from its own generator: a cell's numbers do not depend on whether the cache was
 warm.
@@ -44,7 +45,7 @@ CACHE_ENV = "FPT_BENCH_PRECISION_CACHE"
 CACHE_VERSION = 1
 Timer = Callable[[Workload, torch.device, float], Measurement]
 BF16_MARGIN = 0.95  # bf16 must take at most this share of fp32's time to be chosen
-BUSY_LOAD = 1.5  # a calibration is not cached when the load average exceeds this many times the cores
+BUSY_LOAD = 2.0  # not cached above this load average per core (the calibrating process itself adds ~1 per thread)
 
 
 @dataclass
@@ -76,7 +77,7 @@ def pick(fp32_seconds: float, bf16_seconds: float) -> str:
 
 
 def busy(load: float | None, cores: int | None) -> bool:
-    """Is the machine busy with other work: a 1-minute load average above 1.5x its cores?"""
+    """Is the machine busy with other work: a 1-minute load average above BUSY_LOAD x its cores?"""
     return load is not None and load > BUSY_LOAD * (cores or 1)
 
 
