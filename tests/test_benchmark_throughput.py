@@ -74,6 +74,9 @@ def test_precision_auto_compares_fp32_bf16_and_the_choice(throughput, tmp_path: 
         assert row[f"auto_{mode}_samples_per_s"] == row[f"{chosen}_{mode}_samples_per_s"]
         best = max(row[f"fp32_{mode}_samples_per_s"], row[f"bf16_{mode}_samples_per_s"])
         assert row[f"auto_over_best_{mode}"] == pytest.approx(row[f"auto_{mode}_samples_per_s"] / best)
+        fastest = max(row[f"fp32_{mode}_samples_per_s_fastest"], row[f"bf16_{mode}_samples_per_s_fastest"])
+        assert row[f"auto_over_best_{mode}_fastest"] == pytest.approx(
+            row[f"{chosen}_{mode}_samples_per_s_fastest"] / fastest)
         assert len(row[f"bf16_frozen_{mode if mode == 'eval' else 'step'}_times"]) == 2
     # one GPT-2 block: its 4 matrices (768x2304, 768x768, 768x3072, 3072x768) in bf16 instead of fp32
     assert row["bf16_frozen_params_cast"] == 7_077_888
