@@ -4,9 +4,10 @@ found by a probe, and their timing in fp32 and under bf16 autocast.
 The probe runs the backbone once on one sequence of ``PROBE_TOKENS`` tokens under a dispatch mode that records
 every ``mm`` / ``addmm`` / ``linear`` (rows, k, n) and skips it; the products are then scaled to the rows of a
 training micro-batch and of an evaluation batch (capped at ``ROW_CAP``). ``measure`` times them in both
-precisions: forward + the backward the freeze policy needs for training, forward under ``inference_mode`` for
-evaluation, each product in both precisions back to back, the order alternating between rounds; each product
-counts at its fastest over the rounds (load from elsewhere only ever adds time).
+precisions (on a CPU on one thread, by its CPU time): forward + the backward the freeze policy needs for
+training, forward under ``inference_mode`` for evaluation, each product in both precisions back to back, the order
+alternating between rounds; each product counts at its fastest over the rounds (load from elsewhere only ever
+adds time).
 """
 
 from __future__ import annotations
@@ -178,20 +179,21 @@ class _Bench:
                 self.products.append((mode, gemm.count, x, weights[(gemm.k, gemm.n)]))
 
     def _seconds(self, mode: str, x: torch.Tensor, w: torch.Tensor, precision: str) -> float:
+        clock = time.thread_time if self.device.type == "cpu" else time.perf_counter
         if mode == "eval" or self.backward == "none":
             with torch.inference_mode(), _autocast(self.device, precision):
-                t0 = time.perf_counter()
+                t0 = clock()
                 F.linear(x, w)
                 _sync(self.device)
-                return time.perf_counter() - t0
+                return clock() - t0
         x_ = x.detach().requires_grad_(True)
         w_ = w.detach().requires_grad_(self.backward == "inputs+weights")
-        t0 = time.perf_counter()
+        t0 = clock()
         with _autocast(self.device, precision):
             y = F.linear(x_, w_)
-        y.backward(torch.ones_like(y))
+        y.backward(torch.ones_like(y))  # on a CPU the backward runs on this thread
         _sync(self.device)
-        return time.perf_counter() - t0
+        return clock() - t0
 
     def round(self, first: int) -> list[dict[str, float]]:
         """Every product once in each precision, back to back (``PRECISIONS[first]`` first): per product, the
@@ -201,12 +203,24 @@ class _Bench:
 
 
 def measure(work: Workload, device: torch.device, budget: float = BUDGET_S) -> Measurement:
-    """Time ``work`` in both precisions in about ``budget`` seconds. A first round at ``PROBE_SCALE`` of the rows
-    pays the process's first products (thread pools, kernels) and estimates what a round costs (an overestimate);
-    the rows then grow, up to all of them, while a warm-up round and ``MIN_ROUNDS`` timed rounds fit the rest of
-    the budget (they never shrink: on a busy machine a small round costs about as much as a large one, and says
-    less). Timed rounds, fp32 or bf16 first in turn, run until ``MAX_ROUNDS`` or the budget; each product counts
-    at its fastest over them."""
+    """Time ``work`` in both precisions in about ``budget`` seconds. On a CPU on one thread, by that thread's CPU
+    time: the two precisions differ in what a product costs a core, and one thread's CPU time is what other
+    processes on a shared machine disturb least (with several threads, a product waits for the slowest, and a
+    thread the scheduler has parked stalls the others). A first round at ``PROBE_SCALE`` of the rows pays the
+    process's first products (kernels) and estimates what a round costs (an overestimate); the rows then grow,
+    up to all of them, while a warm-up round and ``MIN_ROUNDS`` timed rounds fit the rest of the budget (they
+    never shrink: a small product says less). Timed rounds, fp32 or bf16 first in turn, run until ``MAX_ROUNDS``
+    or the budget; each product counts at its fastest over them."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _measure(work, device, budget)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(work: Workload, device: torch.device, budget: float) -> Measurement:
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(0)
     weights: dict[tuple[int, int], torch.Tensor] = {}
