@@ -223,9 +223,10 @@ def test_the_training_backward_follows_the_freeze_policy(policy: str, backward: 
 def test_the_real_timer_runs_on_tiny_shapes_and_leaves_the_random_state_alone(bf16_cpu, tmp_path: Path) -> None:
     model = tiny_model()
     torch.manual_seed(123)
-    state = torch.get_rng_state()
-    choice = choose(model, None, tmp_path / "p.json")  # the real measure
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
+    choice = choose(model, None, tmp_path / "p.json")  # the real measure (on one thread)
     assert torch.equal(torch.get_rng_state(), state)  # a warm or cold cache gives a cell the same numbers
+    assert torch.get_num_threads() == threads  # restored
     assert choice.source == "measured" and choice.train in ("fp32", "bf16") and choice.eval in ("fp32", "bf16")
     assert pw.MIN_ROUNDS <= choice.rounds <= pw.MAX_ROUNDS
     assert choice.bf16_speedup_train > 0 and choice.bf16_speedup_eval > 0 and 0 < choice.row_scale <= 1
