@@ -165,9 +165,13 @@ _ENTRY_KEYS = ("train", "eval", "bf16_speedup_train", "bf16_speedup_eval", "cali
 
 
 def _cached(entries: dict[str, Any], machine: str, key: str, path: Path) -> Choice | None:
+    """The stored choice, or None when there is none or it is malformed (then it is measured and replaced)."""
     entry = entries.get(machine, {}).get(key) if isinstance(entries.get(machine), dict) else None
-    if not isinstance(entry, dict) or not set(_ENTRY_KEYS) <= set(entry) or not {entry["train"], entry["eval"]} <= \
-            set(PRECISIONS):
+    if not isinstance(entry, dict) or not set(_ENTRY_KEYS) <= set(entry):
+        return None
+    numbers = ("bf16_speedup_train", "bf16_speedup_eval", "calibration_seconds", "row_scale")
+    if not {entry["train"], entry["eval"]} <= set(PRECISIONS) or not all(
+            isinstance(entry[k], int | float) and not isinstance(entry[k], bool) for k in numbers):
         return None
     return Choice(**{k: entry[k] for k in _ENTRY_KEYS}, source="cache", reason=_reason(entry), machine=machine,
                   cache=str(path))
@@ -205,7 +209,7 @@ def calibrate(device: torch.device, key: str, build: Callable[[], Workload], *, 
             writable = True
         except OSError:  # an unwritable cache folder: measure each time
             writable = False
-        entries = _read(path) if writable and path.exists() else {}
+        entries = _read(path) if path.exists() else {}  # a read-only cache is still read
         cached = _cached(entries, machine, key, path)
         if cached is not None:
             return cached
