@@ -77,7 +77,8 @@ def test_the_commands_of_a_document_run(document: Path, tmp_path: Path) -> None:
             seen += output
             last = i == len(commands) - 1
             expected = block.exit_code if last else 0
-            assert proc.returncode == expected, f"{block.where}: `{command}` exited {proc.returncode}:\n{output[-3000:]}"
+            assert proc.returncode == expected, \
+                f"{block.where}: `{command}` exited {proc.returncode}:\n{output[-3000:]}"
             assert "Traceback" not in output, f"{block.where}: `{command}`:\n{output[-3000:]}"
             if last:
                 missing = [text for text in block.expect if text not in seen]

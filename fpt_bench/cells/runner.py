@@ -21,14 +21,14 @@ from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.profiles import task_options as task_options_for
 from fpt_bench.infra.progress import Progress
-from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Timing
+from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, PrecisionAuto, Provenance, Timing
 from fpt_bench.results.store import checkpoint_path, selected_params_path, write_result
 from fpt_bench.training import distributed
+from fpt_bench.training import precision_auto as precision_choice
 from fpt_bench.training.batches import TrainingData
 from fpt_bench.training.determinism import deterministic_algorithms
 from fpt_bench.training.flops import measure_peak_flops
 from fpt_bench.training.loop import Trainer
-from fpt_bench.training.precision import resolve_precision
 
 
 @cache
@@ -59,7 +59,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     task = host.tasks.get(cell.task)
     task_options = task_options_for(task, cell.task_args, cell.profile)
     spec = task.resolve_spec(task_options)
-    precision = resolve_precision(cell.hparams.precision, device)
+    choice = precision_choice.static(cell.hparams.precision, device)  # auto on a CPU: decided once the model exists
+    precision = eval_precision = choice.train if choice is not None else "fp32"
     seeds = seed_everything(cell.seed)
     info = CellInfo(
         task=cell.task, task_version=spec.version, task_args=cell.task_args,
@@ -97,6 +98,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         policy.apply(model, policy.options(cell.policy_args))
         model.to(device)
         parameters = Parameters(**model.parameter_counts(spec.max_len))
+        choice = precision_choice.for_cell(hp, device, model, spec.max_len)
+        precision, eval_precision = choice.train, choice.eval
 
         data = TrainingData(task, task_options, train_split, seeds["data"], hp.batch_size, device)
         progress = Progress(label=cell.task, enabled=ctx.progress)
@@ -104,7 +107,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             cell=cell, model=model, train=data, val=val, tests=tests, device=device, precision=precision,
             checkpoint=checkpoint_path(result_file), progress=progress,
             on_eval=lambda step, metrics: host.emit("fpt_bench_cell_evaluated", cell=cell, step=step,
-                                                    metrics=metrics),
+                                                    metrics=metrics), eval_precision=eval_precision,
         )
         with deterministic_algorithms(ctx.deterministic):
             outcome = trainer.run()
@@ -129,6 +132,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             harness_version=__version__, plugins=host.versions(), python=platform.python_version(),
             torch=torch.__version__, transformers=_transformers_version(),
             platform=platform.platform(), git_hash=git_hash(), device=_device_name(device), precision=precision,
+            eval_precision=eval_precision, precision_auto=_precision_auto(cell, choice),
             config_hash=cell.config_hash(), seeds=seeds, data=_jsonable(data_info), backbone=_jsonable(backbone_info),
             saved_backbone=saved_backbone,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), deterministic=ctx.deterministic,
@@ -173,6 +177,12 @@ def _save_backbone(model: FPTModel, result_file: Path, cell: CellConfig, outcome
         "result": result_file.name,
     })
     return path.name
+
+
+def _precision_auto(cell: CellConfig, choice: precision_choice.Choice | None) -> PrecisionAuto | None:
+    if cell.hparams.precision != "auto" or choice is None:
+        return None
+    return PrecisionAuto(**choice.record())
 
 
 def _empty_metrics() -> Metrics:

@@ -91,7 +91,11 @@ class Timing(_Doc):
 class Speed(_Doc):
     """The speed settings a cell ran with (docs/performance.md)."""
 
-    autocast: str | None = Field(default=None, description="autocast dtype ('bf16'), None for plain fp32")
+    autocast: str | None = Field(default=None, description="autocast dtype of the training steps ('bf16'), None "
+                                                            "for plain fp32")
+    autocast_eval: str | None = Field(
+        default=None, description="autocast dtype of evaluation and of the feature cache ('bf16'), None for plain "
+                                  "fp32 (results written before it was recorded evaluated as `autocast` says)")
     compile: bool = Field(default=False, description="the model ran under torch.compile")
     compile_backend: str | None = Field(default=None, description="torch.compile backend (when compiled)")
     attention: str | None = Field(default=None, description="the backbone's attention kernel (e.g. 'sdpa')")
@@ -117,6 +121,34 @@ class Speed(_Doc):
         default=None, description="CPU threads of the steps on cached features (1: the ops are tiny)")
 
 
+class PrecisionAuto(_Doc):
+    """How ``precision=auto`` was resolved on the machine the cell ran on (docs/performance.md)."""
+
+    train: Literal["fp32", "bf16"] = Field(description="precision of the training steps")
+    eval: Literal["fp32", "bf16"] = Field(description="precision of evaluation and of the feature cache")
+    source: Literal["cuda", "device", "no_bf16", "measured", "cache"] = Field(
+        description="'measured': calibrated for this cell; 'cache': a calibration of the same machine and workload "
+                    "read from the precision cache; 'cuda': bf16 where the GPU supports it; 'no_bf16': a CPU whose "
+                    "oneDNN has no bf16 (fp32); 'device': another device (fp32)")
+    reason: str = Field(description="why, in words")
+    bf16_speedup_train: float | None = Field(
+        default=None, description="fp32 seconds / bf16 seconds of the backbone's matrix products in a training step "
+                                  "(forward + backward), as calibrated (>1: bf16 faster)")
+    bf16_speedup_eval: float | None = Field(
+        default=None, description="the same for evaluation (forward under inference_mode)")
+    calibration_seconds: float | None = Field(default=None, description="what the calibration took (when it ran)")
+    rounds: int | None = Field(default=None, description="timed calibration rounds")
+    row_scale: float | None = Field(default=None, description="share of the cell's rows (at most 512 per product) "
+                                                               "the calibration timed")
+    load_average: float | None = Field(default=None, description="the machine's 1-minute load average when the "
+                                                                  "calibration ended (a busy machine's is not cached)")
+    machine: str | None = Field(default=None, description="the machine key the choice holds for (CPU model and "
+                                                           "avx/amx flags or GPU, torch version, threads)")
+    workload: str | None = Field(default=None, description="the products timed: count x (rows x k @ k x n)")
+    cache: str | None = Field(default=None, description="the precision cache file holding this choice (None: the "
+                                                         "choice was not cached)")
+
+
 class Provenance(_Doc):
     harness_version: str = Field(description="fpt-bench version that ran the cell")
     plugins: dict[str, str] = Field(description="plugin name -> version of every loaded plugin")
@@ -126,7 +158,13 @@ class Provenance(_Doc):
     platform: str = Field(description="operating system and machine")
     git_hash: str | None = Field(description="commit of the harness checkout, when it is one")
     device: str = Field(description="device the cell ran on")
-    precision: str = Field(description="fp32 or bf16 (autocast)")
+    precision: str = Field(description="fp32 or bf16 (autocast) of the training steps")
+    eval_precision: str | None = Field(
+        default=None, description="fp32 or bf16 (autocast) of evaluation and of the feature cache; None in results "
+                                  "written before it was recorded (evaluation ran in `precision`)")
+    precision_auto: PrecisionAuto | None = Field(
+        default=None, description="how precision=auto chose `precision` and `eval_precision` (None when the cell "
+                                  "forced a precision or failed before the choice)")
     config_hash: str = Field(description="hash of the resolved cell config (names the result file)")
     seeds: dict[str, int] = Field(description="seeds derived from the cell seed: python, numpy, torch, data")
     data: dict[str, Any] = Field(default={}, description="data source, checksums or generator seeds per split")

@@ -71,9 +71,13 @@ class Trainer:
     def __init__(self, *, cell: CellConfig, model: FPTModel, train: TrainingData, val: SplitData,
                  tests: dict[str, SplitData], device: torch.device, precision: str,
                  checkpoint: Path | None, progress: Progress,
-                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> None:
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None,
+                 eval_precision: str | None = None) -> None:
+        """``precision``: of the training steps; ``eval_precision`` (default: the same) of evaluation and of the
+        feature cache (``fpt_bench.training.precision_auto`` decides both for ``precision=auto``)."""
         self.cell, self.model, self.train, self.val, self.tests = cell, model, train, val, tests
         self.device, self.precision, self.checkpoint = device, precision, checkpoint
+        self.eval_precision = eval_precision or precision
         self.progress, self.on_eval = progress, on_eval
         self.hp = cell.hparams
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -211,7 +215,7 @@ class Trainer:
 
     def _evaluate(self, step: int) -> float:
         t0 = time.perf_counter()
-        acc = evaluate(self.eval_model, self.val, self.hp.eval_batch_size, self.device, self.precision)
+        acc = evaluate(self.eval_model, self.val, self.hp.eval_batch_size, self.device, self.eval_precision)
         self.out.eval_seconds += time.perf_counter() - t0
         self.out.eval_samples += len(self.val)
         train_loss = self._loss_sum / self._loss_n if self._loss_n else None
@@ -226,7 +230,7 @@ class Trainer:
     def use_feature_cache(self) -> None:
         """Train the output layer on cached backbone features when the cell allows it (fpt_bench.training.features)."""
         record, cached = build_cache(self.hp.feature_cache, self.model, self.train, self.val, self.tests,
-                                     self.hp.eval_batch_size, self.device, self.precision)
+                                     self.hp.eval_batch_size, self.device, self.eval_precision)
         self.out.speed = self.out.speed.model_copy(update=record)
         if cached is not None:
             self.train, self.val, self.tests = cached  # type: ignore[assignment]
@@ -289,7 +293,8 @@ class Trainer:
         t0 = time.perf_counter()
         accs = {}
         for name, split in self.tests.items():
-            accs[name] = evaluate(self.eval_model, split, self.hp.eval_batch_size, self.device, self.precision)
+            accs[name] = evaluate(self.eval_model, split, self.hp.eval_batch_size, self.device,
+                                  self.eval_precision)
             self.out.eval_samples += len(split)
         self.out.eval_seconds += time.perf_counter() - t0
         return accs
