@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from fpt_bench.api.errors import UserError
-from fpt_bench.cli import authoring, data, leaderboard, listing, run
+from fpt_bench.cli import authoring, data, leaderboard, listing, run, verify
 from fpt_bench.infra.signals import quiet_exit, stop_signals_as_interrupts
 
 
@@ -26,12 +26,13 @@ def parser(host: Any = None) -> argparse.ArgumentParser:
     leaderboard.add_parser(sub)
     authoring.add_parser(sub)
     data.add_parser(sub)
+    verify.add_parser(sub)
     return top
 
 
 COMMANDS = {"run": run.cmd_run, "plugins": listing.cmd_plugins, "ls": listing.cmd_ls, "schema": listing.cmd_schema,
             "data": data.run, **dict.fromkeys(leaderboard.COMMANDS, leaderboard.run),
-            "check-plugin": authoring.run, "new-plugin": authoring.run}
+            "check-plugin": authoring.run, "new-plugin": authoring.run, "verify": verify.run}
 
 
 def run_config(argv: list[str]) -> Any:
