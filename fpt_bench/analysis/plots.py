@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,16 @@ def save(fig: Any, stem: Path) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg``; returns both paths."""
     import matplotlib
 
+    from fpt_bench.infra.atomic import atomic_write
+
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):
-        fig.savefig(paths[0], dpi=110, metadata={"Software": None})
-        fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
+        for path, options in zip(paths, ({"format": "png", "dpi": 110, "metadata": {"Software": None}},
+                                         {"format": "svg", "metadata": {"Date": None, "Creator": None}}), strict=True):
+            image = io.BytesIO()
+            fig.savefig(image, **options)  # drawn in memory, then written atomically (a file or its old version)
+            atomic_write(path, lambda handle, image=image: handle.write(image.getvalue()))
     return paths
 
 

@@ -20,6 +20,7 @@ from fpt_bench.api.backbone import Backbone, BackboneModule
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.errors import UserError
+from fpt_bench.api.memory import build_within_memory
 from fpt_bench.api.roles import Role
 from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
 from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_
@@ -118,8 +119,10 @@ class TransformerBackbone(Backbone):
             raise UserError(reason)
         weights = options.weight_source
         what = "the model"
-        if weights.kind == "random":
-            module = self.random_module(options, max_len, {"weights": "random", "init": self.random_init})
+        if weights.kind == "random":  # measured on the meta device first: a forged size allocates nothing
+            module = build_within_memory(
+                lambda: self.random_module(options, max_len, {"weights": "random", "init": self.random_init}),
+                f"backbone {self.spec.name!r} ({_sizes(options)})", "choose smaller n_layers / n_embd")
         elif weights.from_checkpoint:
             checkpoint = open_checkpoint(weights, self.kind, self.architecture_schema)
             origin = checkpoint_provenance(checkpoint)
@@ -139,3 +142,8 @@ class TransformerBackbone(Backbone):
             module.truncate(options.n_layers, what)
         self.finish(module, options, max_len)
         return module
+
+
+def _sizes(options: Any) -> str:
+    given = {k: getattr(options, k, None) for k in ("n_layers", "n_embd", "n_head")}
+    return ", ".join(f"{k}={v}" for k, v in given.items() if v is not None) or "its default sizes"

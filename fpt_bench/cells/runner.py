@@ -20,6 +20,8 @@ from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.profiles import task_options as task_options_for
+from fpt_bench.cells.sizes import check_cell_fits
+from fpt_bench.infra.failures import is_out_of_memory
 from fpt_bench.infra.progress import Progress
 from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, PrecisionAuto, Provenance, Timing
 from fpt_bench.results.store import checkpoint_path, selected_params_path, write_result
@@ -96,6 +98,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         model = FPTModel(spec, module, input_dropout=hp.input_dropout)
         policy = host.policies.get(cell.policy)
         policy.apply(model, policy.options(cell.policy_args))
+        check_cell_fits(model, spec, hp, device, train_split,  # sizes beyond the device: refused before any step
+                        max([len(val), *map(len, tests.values())]))
         model.to(device)
         parameters = Parameters(**model.parameter_counts(spec.max_len))
         choice = precision_choice.for_cell(hp, device, model, spec.max_len)
@@ -121,22 +125,28 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         status, error, outcome, error_kind = "failed", str(exc), None, "user"
         metrics = _empty_metrics()
     except Exception as exc:  # noqa: BLE001 - a bug in one cell must not end the sweep
-        status, outcome, error_kind = "failed", None, "internal"
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-8)}"
-        metrics = _empty_metrics()
-        print(f"fpt-bench: cell {cell.label()} raised:\n{traceback.format_exc()}", file=sys.stderr)
+        status, outcome, metrics = "failed", None, _empty_metrics()
+        if is_out_of_memory(exc):  # not a bug: the sizes asked for more than the device holds
+            error_kind = "user"
+            error = (f"out of memory ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}); choose a "
+                     "smaller backbone, --batch-size or --eval-batch-size")
+        else:
+            error_kind = "internal"
+            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-8)}"
+            print(f"fpt-bench: cell {cell.label()} raised:\n{traceback.format_exc()}", file=sys.stderr)
     wall = time.perf_counter() - t0
+    threads = outcome.threads if outcome is not None and outcome.threads else torch.get_num_threads()
     result = CellResult(
         cell=info, status=status, error=error, error_kind=error_kind, metrics=metrics, parameters=parameters,
         timing=_timing(outcome, wall, device, precision), provenance=Provenance(
             harness_version=__version__, plugins=host.versions(), python=platform.python_version(),
             torch=torch.__version__, transformers=_transformers_version(),
-            platform=platform.platform(), git_hash=git_hash(), device=_device_name(device), precision=precision,
-            eval_precision=eval_precision, precision_auto=_precision_auto(cell, choice),
+            platform=platform.platform(), git_hash=git_hash(), device=_device_name(device, threads),
+            precision=precision, eval_precision=eval_precision, precision_auto=_precision_auto(cell, choice),
             config_hash=cell.config_hash(), seeds=seeds, data=_jsonable(data_info), backbone=_jsonable(backbone_info),
             saved_backbone=saved_backbone,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), deterministic=ctx.deterministic,
-            speed=outcome.speed if outcome is not None else None,
+            speed=outcome.speed if outcome is not None else None, threads=threads,
         ),
     )
     if distributed.is_main():  # under torchrun, rank 0 alone writes
@@ -214,10 +224,10 @@ def _timing(outcome, wall: float, device: torch.device, precision: str) -> Timin
     )
 
 
-def _device_name(device: torch.device) -> str:
+def _device_name(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({platform.processor() or platform.machine()}, {threads} threads)"
 
 
 def _jsonable(value: object) -> object:

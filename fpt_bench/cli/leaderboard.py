@@ -151,10 +151,12 @@ def _result_files(paths: list[Path]) -> list[Path]:
 
 def _publish(args: argparse.Namespace) -> int:
     from fpt_bench.host.manager import get_host
+    from fpt_bench.infra.destination import check_writable
     from fpt_bench.leaderboard.add import add_results
     from fpt_bench.leaderboard.page import NothingToPublish, publish
 
     folder = args.publish or DEFAULT_FOLDER
+    check_writable(folder)  # a file there, a read-only disk: say so before checking a single result
     code = 0
     named = list(args.add or [])
     from_dirs = _result_files(args.result_dirs) if args.publish and args.result_dirs else []

@@ -10,6 +10,7 @@ from fpt_bench.api.errors import CorruptFileError
 from fpt_bench.leaderboard.collect import load_results
 from fpt_bench.leaderboard.consistency import cell_key
 from fpt_bench.leaderboard.validate import cell_config, check_result_file
+from fpt_bench.leaderboard.verification import carry
 from fpt_bench.results.store import read_result, result_path, write_result
 
 
@@ -42,6 +43,7 @@ def add_results(files: list[Path], results_dir: Path) -> AddReport:
             except CorruptFileError:
                 existing = None
             if existing == result:
+                carry(f, dest, result)  # a verification record made since it was published
                 report.unchanged.append(dest)
                 continue
             if existing is not None:
@@ -51,6 +53,7 @@ def add_results(files: list[Path], results_dir: Path) -> AddReport:
                     f"to replace it")
                 continue
         write_result(dest, result)  # the validated model, re-serialised: nothing unchecked is copied
+        carry(f, dest, result)  # its verification record, when one applies to it exactly
         published[cell_key(result)] = dest
         report.added.append(dest)
     return report

@@ -75,6 +75,7 @@ def reference_text(stat: Stat, metric: str) -> str:
 
 def cell_text(stat: Stat, metric: str) -> str:
     text = value_text(stat, metric)
+    text += verified_text(stat, " · ")
     if stat.reference is not None:
         text += f" · paper {reference_text(stat, metric)}"
         if stat.delta is not None:
@@ -82,6 +83,15 @@ def cell_text(stat: Stat, metric: str) -> str:
     if stat.lr_candidates:
         text += f" · lr {stat.lr:g}"
     return text
+
+
+def verified_text(stat: Stat, before: str = "") -> str:
+    """``verified 3/3`` (seeds a rerun reproduced: ``fpt-bench verify``), ``rerun differs 1/3``; empty when no
+    seed was verified."""
+    parts = [f"verified {stat.verified}/{stat.n_runs}" if stat.verified else "",
+             f"rerun differs {stat.rerun_differs}/{stat.n_runs}" if stat.rerun_differs else ""]
+    shown = ", ".join(p for p in parts if p)
+    return before + shown if shown else ""
 
 
 def column_header(col: Column) -> str:
@@ -119,7 +129,8 @@ def long_records(table: Table) -> list[dict[str, Any]]:
             "selected": bool(s.lr_candidates) and s.selected, "n": s.n, "mean": s.mean, "std": s.std,
             "status": (failure_text(s) if s.status == "failed" else s.status)
             + (f" ({s.n_diverged} diverged{DAGGER})" if s.n_diverged else "")
-            + (f" ({s.n_failed} {failure_text(s)})" if s.n_failed and s.status != "failed" else ""),
+            + (f" ({s.n_failed} {failure_text(s)})" if s.n_failed and s.status != "failed" else "")
+            + verified_text(s, "; "),
             "paper": s.reference, "delta": s.delta, "val": None if s.val_mean is None else 100 * s.val_mean,
         })
     return out
@@ -240,7 +251,7 @@ def stat_dict(s: Stat) -> dict[str, Any]:
             "val_accuracy_mean": s.val_mean, "lr": s.lr, "selected": s.selected,
             "lr_candidates": {f"{k:g}": v for k, v in s.lr_candidates.items()}, "steps_to_threshold": s.steps,
             "paper": s.reference, "paper_mark": s.reference_mark, "delta": s.delta, "config": s.config,
-            "errors": s.errors,
+            "errors": s.errors, "verified": s.verified, "rerun_differs": s.rerun_differs,
             "files": [str(x.path) for x in s.runs]}
 
 

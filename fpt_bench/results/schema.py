@@ -177,6 +177,10 @@ class Provenance(_Doc):
     created_at: str = Field(description="UTC time the result was written (ISO 8601)")
     deterministic: bool = Field(default=False, description="run with --deterministic: torch deterministic "
                                                             "algorithms, CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning")
+    threads: int | None = Field(
+        default=None, description="CPU threads (torch.get_num_threads()) the cell computed with: on a CPU the "
+                                  "numbers are bit-identical only at the same count (a resumed cell keeps its "
+                                  "checkpoint's); None in results written before it was recorded")
 
 
 class CellResult(_Doc):

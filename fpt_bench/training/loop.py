@@ -40,6 +40,7 @@ from fpt_bench.training.flops import step_flops
 from fpt_bench.training.inference import evaluate
 from fpt_bench.training.precision import autocast
 from fpt_bench.training.resume_check import usable_state
+from fpt_bench.training.threads import adopt_threads
 
 CHECKPOINT_VERSION = 1
 
@@ -61,6 +62,7 @@ class TrainOutcome:
     micro_batch: int | None = None  # examples per forward/backward on this process at the end
     oom_backoffs: int = 0  # times out-of-memory halved the micro-batch (in this attempt)
     speed: Speed | None = None  # the speed settings in effect (result: provenance.speed)
+    threads: int | None = None  # CPU threads the steps computed with (result: provenance.threads)
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -89,6 +91,7 @@ class Trainer:
         self.flops = step_flops(model)
         self.out.speed = speed.record(self, adam)
         self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        self.threads = torch.get_num_threads()  # part of what the numbers depend on (fpt_bench/training/threads.py)
         self._loss_sum = 0.0
         self._loss_n = 0
 
@@ -110,6 +113,7 @@ class Trainer:
             "train_seconds": self.out.train_seconds, "eval_seconds": self.out.eval_seconds,
             "train_samples": self.out.train_samples, "train_tokens": self.out.train_tokens,
             "eval_samples": self.out.eval_samples, "grad_chunks": self.chunks, "train_flops": self.out.train_flops,
+            "threads": self.threads,
         }
         try:
             atomic_write(self.checkpoint, lambda handle: torch.save(state, handle))
@@ -137,6 +141,7 @@ class Trainer:
         self.chunks = int(state.get("grad_chunks", self.chunks))
         self.out.train_flops = state.get("train_flops", 0.0)
         self.out.resumed_from_step = state["step"]
+        self.threads = adopt_threads(state.get("threads"), self.checkpoint)  # the rest on the same thread count
         return int(state["step"])
 
     def save_selected(self, path: Path) -> None:
@@ -245,6 +250,7 @@ class Trainer:
 
     def _run(self) -> TrainOutcome:
         start = self._resume()
+        self.out.threads = self.threads
         self.use_feature_cache()
         hp = self.hp
         self.model.train()

@@ -24,7 +24,7 @@ from fpt_bench import BackboneSpec, Role, UserError, hookimpl
 from fpt_bench.api import availability
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.errors import did_you_mean
-from fpt_bench.api.structure import RoleMap, TransformerOptions
+from fpt_bench.api.structure import MAX_POSITIONS, RoleMap, TransformerOptions
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import pretrained_error, truncate_layers
 
@@ -53,7 +53,8 @@ class TimmViTOptions(TransformerOptions):
                        "(e.g. vit_base_patch14_dinov2.lvd142m, deit_base_patch16_224, eva02_base_patch14_224)")
     source: str | None = Field(default=None, description="a local directory (model.safetensors) or .safetensors "
                                "file of timm weights for `model` (default: timm's download from the hub)")
-    n_positions: int = Field(default=1024, gt=0, description="rows of the new position table (grown to max_len)")
+    n_positions: int = Field(default=1024, gt=0, le=MAX_POSITIONS,
+                             description="rows of the new position table (grown to max_len)")
     dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout in the blocks (default: 0)")
 
 
