@@ -177,3 +177,10 @@ def test_a_plugin_registers_a_family_through_the_hook(tmp_path: Path, olmo_plugi
         message = str(exc)
     assert "model_family 'olmo' is registered twice: by plugin 'third-party-olmo' and by plugin 'another-olmo'" \
         in (message or "")
+
+
+def test_a_family_without_sizes_refuses_n_embd_rather_than_ignore_it(olmo_plugin: None) -> None:
+    with pytest.raises(UserError, match=r"hf_decoder: model family 'olmo' does not say how to set n_embd/n_head "
+                                        r"\(its ModelFamily has no `sizes`\)"):
+        build_backbone("hf_decoder", {"weights": "random", "family": "olmo", "n_layers": 1, "n_embd": 64,
+                                      "n_head": 4})

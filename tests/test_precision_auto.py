@@ -124,6 +124,12 @@ def test_the_cache_is_reused_per_machine_and_workload(bf16_cpu, tmp_path: Path, 
     assert again.source == "cache" and (again.train, again.eval) == ("fp32", "bf16") == (first.train, first.eval)
     assert again.bf16_speedup_eval == pytest.approx(1 / 0.6) and again.cache == str(path)
     assert capsys.readouterr().err == ""  # printed once, when first measured
+    precision._ANNOUNCED.clear()  # another process: the cached choice is said once
+    choose(tiny_model(), timer, path)
+    choose(tiny_model(), timer, path)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fpt-bench: precision auto: training fp32, evaluation bf16 "
+                                                  f"(cached in {path}: bf16 ran this backbone's products")
     data = json.loads(path.read_text())
     assert data["version"] == 1
     [(machine, entries)] = data["entries"].items()

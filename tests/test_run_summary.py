@@ -58,6 +58,17 @@ next:
 """
 
 
+def test_a_run_whose_cells_all_failed_does_not_suggest_publishing(tmp_path: Path) -> None:
+    write(tmp_path, make_result("bit_memory", seed=0, test=None, val=None, status="failed", curve=[],
+                                backbone_args=SMALL, error="n_layers=9: the model has 4"))
+    results, _ = load_results([tmp_path])
+    text = render_summary(summary_table(results, DEMO), test_host(), DEMO, "results", scored=False)
+    assert "Random  bit_memory  failed: reason above" in text
+    assert text.endswith("\nnext:\n  every cell failed: fix what its error says (above) and run the same command "
+                         "again\n")
+    assert "--publish" not in text
+
+
 def test_every_run_ends_with_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["run", "--task", "bit_xor", "--backbone-args", TINY, "--profile", "smoke", "--steps", "2",

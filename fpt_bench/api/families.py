@@ -16,17 +16,15 @@ from fpt_bench.api.structure import RoleMap
 Sizes = Callable[[Any, int | None, int | None], dict[str, Any]]
 
 
-def _no_sizes(config: Any, n_embd: int | None, n_head: int | None) -> dict[str, Any]:
-    return {}
-
-
 @dataclass(frozen=True)
 class ModelFamily:
     """How fpt-bench uses one transformers architecture family (``config.model_type``) as a frozen backbone.
 
     ``roles`` maps module paths relative to the model (an instance of ``model_class``) to roles; every parameter
     must be covered (the deepest listed owner wins). ``sizes(config, n_embd, n_head)`` returns the config changes
-    for ``weights=random`` with ``n_embd``/``n_head`` given."""
+    for ``weights=random`` with ``n_embd``/``n_head`` given (every width that follows from them: hidden size,
+    feed-forward width, heads, key/value heads, head width); a family without ``sizes`` refuses
+    ``n_embd``/``n_head`` rather than ignore them."""
 
     model_type: str
     model_class: str  # a transformers class that takes inputs_embeds and has no LM head, e.g. "LlamaModel"
@@ -37,7 +35,7 @@ class ModelFamily:
     position_offset: int = 0  # table rows before position 0 (OPT: 2)
     input_width_key: str = "hidden_size"  # config key of the width of inputs_embeds and of the output
     dropout_keys: tuple[str, ...] = ()  # config keys that ``dropout=`` sets
-    sizes: Sizes = _no_sizes
+    sizes: Sizes | None = None
     sdpa: bool = True  # build with attn_implementation="sdpa" where transformers has it (False: "eager")
     # modules (paths inside a layer) whose weight the model may use without calling the module (fused kernels):
     # forward-hook adapters (LoRA) would not act on them, so they are not adapted

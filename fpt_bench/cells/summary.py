@@ -56,7 +56,7 @@ def _grid(rows: list[tuple[str, ...]]) -> list[str]:
             *(fmt.format(*r).rstrip() for r in rows)]
 
 
-def render_summary(table: Table, host: Any, suite: Any | None, output_dir: str) -> str:
+def render_summary(table: Table, host: Any, suite: Any | None, output_dir: str, scored: bool = True) -> str:
     rows = rows_of(table, host)
     if not rows:
         return ""
@@ -73,6 +73,9 @@ def render_summary(table: Table, host: Any, suite: Any | None, output_dir: str) 
     else:
         out.append("  paper: — where the paper has no number for these cells")
     out += [f"  note: {note}" for note in (suite.notes if suite is not None else [])]
+    if not scored:  # every cell failed: nothing worth publishing yet
+        out += ["", "next:", "  every cell failed: fix what its error says (above) and run the same command again"]
+        return "\n".join(out) + "\n"
     steps = list(suite.next_steps) if suite is not None else []
     steps += [f"fpt-bench leaderboard {output_dir} --publish site/  # these results as a page (site/index.html)",
               "fpt-bench ls suites  # the paper's tables as runnable grids"]
@@ -96,5 +99,6 @@ def print_run_summary(outcomes: list[Any], suite_name: str | None, host: Any, ou
         return
     results, _ = load_results(paths)
     suite = host.suites.get(suite_name) if suite_name else None
-    text = render_summary(summary_table(results, suite), host, suite, str(output_dir))
+    scored = any(r.result.status != "failed" for r in results)
+    text = render_summary(summary_table(results, suite), host, suite, str(output_dir), scored)
     (out or sys.stdout).write(text)

@@ -12,7 +12,7 @@ evaluation separately (docs/performance.md).
   and avx/amx flags, torch version, thread count) and workload in ``$FPT_BENCH_PRECISION_CACHE`` or
   ``$XDG_CACHE_HOME/fpt-bench/precision.json``, written atomically under a lock (parallel workers calibrate one
   at a time, the others then read the choice); a corrupt cache is ignored and rewritten. A measurement prints
-  one line.
+  one line; a cached choice prints one line the first time a process uses it.
 
 The calibration draws its data from its own generator: a cell's numbers do not depend on whether the cache was
 warm.
@@ -177,6 +177,9 @@ def _cached(entries: dict[str, Any], machine: str, key: str, path: Path) -> Choi
                   cache=str(path))
 
 
+_ANNOUNCED: set[tuple[Path, str]] = set()
+
+
 def _reason(entry: dict[str, Any]) -> str:
     return (f"bf16 ran this backbone's products {entry['bf16_speedup_train']:.2f}x / {entry['bf16_speedup_eval']:.2f}x "
             f"as fast as fp32 (training / evaluation); bf16 is chosen from {1 / BF16_MARGIN:.2f}x")
@@ -212,6 +215,10 @@ def calibrate(device: torch.device, key: str, build: Callable[[], Workload], *, 
         entries = _read(path) if path.exists() else {}  # a read-only cache is still read
         cached = _cached(entries, machine, key, path)
         if cached is not None:
+            if (path, key) not in _ANNOUNCED:  # once per process and workload: a sweep is not a wall of these
+                _ANNOUNCED.add((path, key))
+                print(f"fpt-bench: precision auto: training {cached.train}, evaluation {cached.eval} (cached in "
+                      f"{path}: {cached.reason}; delete the file to measure again)", file=sys.stderr, flush=True)
             return cached
         t0 = time.perf_counter()
         work = build()
@@ -227,6 +234,7 @@ def calibrate(device: torch.device, key: str, build: Callable[[], Workload], *, 
             where = f"not cached ({unclear}): the next run measures again"
         elif writable and _store(path, entries, machine, key, choice):
             choice.cache, where = str(path), f"cached in {path}"
+            _ANNOUNCED.add((path, key))
         else:
             where = f"not cached ({path} is not writable)"
     print(f"fpt-bench: precision auto: bf16 runs this backbone's products {speedup['train']:.2f}x as fast as fp32 "

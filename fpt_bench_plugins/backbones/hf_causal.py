@@ -22,6 +22,7 @@ from torch import nn
 
 from fpt_bench import Role, UserError
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.errors import did_you_mean
 from fpt_bench.api.families import ModelFamily, UsesModelFamilies, family_of
 from fpt_bench.api.structure import PresetOptions, layer_list, submodule
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
@@ -40,7 +41,8 @@ class CausalOptions(PresetOptions):
     """Options of hf_decoder and hf_ssm (subclasses narrow ``preset``)."""
 
     family: str | None = Field(default=None, description="weights=random without a source: that family's "
-                               "default transformers config (model_type, e.g. llama)")
+                               "default transformers config: a registered family's model_type (llama, qwen2, gpt_neox, "
+                               "mamba, ...; an unknown one is refused with the list)")
     dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout where the family has it "
                                   "(default: the model's own)")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
@@ -280,14 +282,25 @@ class CausalBackbone(TransformerBackbone, UsesModelFamilies):
 
     def random_module(self, options: CausalOptions, max_len: int, provenance: dict[str, Any]) -> CausalLMModule:
         if options.family:
+            known = {n for n, f in self.known_families().items() if f.kind == self.family_kind}
+            if options.family not in known:
+                raise UserError(f"{self.spec.name}: unknown family {options.family!r}"
+                                f"{did_you_mean(options.family, known)}; the families are {', '.join(sorted(known))} "
+                                f"(`fpt-bench ls backbones --options`; a plugin adds one: docs/backbones.md)")
             config = _config_class(options.family)()
             where = f"default {options.family} config"
         else:
             where = str(self.source(options))
             config = load_config(where)
         family = self._family(config, where)
-        for key, value in {**_dropout(family, options.dropout),
-                           **family.sizes(config, options.n_embd, options.n_head)}.items():
+        sizes: dict[str, Any] = {}
+        if options.n_embd or options.n_head:
+            if family.sizes is None:
+                raise UserError(f"{self.spec.name}: model family {family.model_type!r} does not say how to set "
+                                f"n_embd/n_head (its ModelFamily has no `sizes`); leave them out to build its "
+                                f"config's own sizes, or give the family a `sizes` function (docs/backbones.md)")
+            sizes = family.sizes(config, options.n_embd, options.n_head)
+        for key, value in {**_dropout(family, options.dropout), **sizes}.items():
             setattr(config, key, value)
         if options.n_layers:
             set_depth(config, options.n_layers)
