@@ -95,6 +95,10 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         backbone_plugin = host.backbones.get(cell.backbone)
         module = backbone_plugin.build(backbone_plugin.options(cell.backbone_args), spec.max_len)
         backbone_info = module.provenance()
+        if ctx.save_backbone and not module.architecture().get("kind"):  # checked before training, not after
+            raise UserError(f"--save-backbone: backbone {cell.backbone!r} cannot be saved for reloading: its "
+                            f"module's architecture() does not describe it (a kind and what rebuilds it; "
+                            f"docs/api.md, 'Saving and reloading a backbone'); run without --save-backbone")
         model = FPTModel(spec, module, input_dropout=hp.input_dropout)
         policy = host.policies.get(cell.policy)
         policy.apply(model, policy.options(cell.policy_args))
