@@ -16,9 +16,16 @@ from fpt_bench.cli import authoring, data, leaderboard, listing, run, verify
 from fpt_bench.infra.signals import quiet_exit, stop_signals_as_interrupts
 
 
+class BriefParser(argparse.ArgumentParser):
+    """A parser whose errors are one message and where to look, not the whole usage (``run``'s is 20 lines)."""
+
+    def error(self, message: str) -> Any:  # argparse's contract: print and exit with code 2
+        self.exit(2, f"{self.prog}: error: {message}\n  (`{self.prog} --help` lists what it takes)\n")
+
+
 def parser(host: Any = None) -> argparse.ArgumentParser:
     """The command line; with ``host``, ``run`` also has its plugins' flags."""
-    top = argparse.ArgumentParser(prog="fpt-bench", description="Benchmark frozen pretrained transformers.")
+    top = BriefParser(prog="fpt-bench", description="Benchmark frozen pretrained transformers.")
     top.add_argument("--version", action="store_true", help="print the version and exit")
     sub = top.add_subparsers(dest="command")
     run.add_parser(sub, host)
