@@ -396,3 +396,24 @@ def test_failed_result_error_text_is_escaped_in_markdown(tmp_path: Path) -> None
     for fmt in ("github", "html"):
         out = render(table, fmt, "long")
         assert "<script>" not in out and "&lt;script&gt;" in out
+
+
+def test_markdown_links_and_spreadsheet_formulas_from_result_files_stay_text(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fpt_bench.leaderboard.render import csv_cell, md_escape
+
+    link = md_escape(r"\[click\](https://evil.example/phish)")  # a backslash of its own no longer undoes the escape
+    assert link == r"\\\[click\\\](https://evil.example/phish)"
+    assert csv_cell('=HYPERLINK("https://evil.example")') == '\'=HYPERLINK("https://evil.example")'
+    assert [csv_cell(v) for v in ("+1", "@SUM(A1)", "-2", "\tx", "bit_xor", 0.5, -0.5)] == \
+        ["'+1", "'@SUM(A1)", "'-2", "'\tx", "bit_xor", 0.5, -0.5]
+    write(tmp_path / "r", make_result("=cmd|' /C calc'!A0", seed=0, test=0.5, val=0.5))
+    code, out, _ = run_cli("leaderboard", str(tmp_path / "r"), "--format", "csv", "--layout", "long", capsys=capsys)
+    assert code == 0 and "'=cmd|' /C calc'!A0" in out
+    tally("hostile inputs handled", "injections into Markdown links and CSV formulas", 3)
+
+
+def test_a_task_named_dot_dot_stays_in_its_folder(tmp_path: Path) -> None:
+    from fpt_bench.results.store import _slug
+
+    assert [_slug(t) for t in ("..", ".", "", "a..b", "bit_xor")] == ["--", "-", "-", "a..b", "bit_xor"]

@@ -86,13 +86,20 @@ def test_a_fresh_smoke_cell_matches_bit_for_bit(fresh: Path, tmp_path: Path,
     record = read_record(result, check_result_file(result))
     assert record is not None and record.outcome == "match" and record.rerun.threads == 2
     assert record.compared == "bit for bit" and record.differences == []
-    # published: the cell carries the mark (the record travels with --add)
-    code, _, err = run_cli("leaderboard", "--add", str(result), "--publish", str(tmp_path / "site"), capsys=capsys)
+    # published from the publisher's own folder: the cell carries the mark
+    code, _, err = run_cli("leaderboard", str(tmp_path / "r"), "--publish", str(tmp_path / "site"), capsys=capsys)
     assert code == 0, err
     page = (tmp_path / "site" / "LEADERBOARD.md").read_text()
     accuracy = 100 * check_result_file(result).metrics.test_accuracy
     assert f"{accuracy:.1f} (n=1) · verified 1/1" in page and "ok; verified 1/1" in page
     assert "verified 1/1" in (tmp_path / "site" / "index.html").read_text()
+    # a file from elsewhere (--add) arrives without its record: anyone can write one, so it proves nothing
+    code, _, err = run_cli("leaderboard", "--add", str(result), "--publish", str(tmp_path / "other"), capsys=capsys)
+    assert code == 0, err
+    assert "verified" not in (tmp_path / "other" / "LEADERBOARD.md").read_text().split("Each column header")[1]
+    assert _verify(capsys, str(tmp_path / "other" / "results"))[0] == 0  # verified here, the mark is earned
+    assert run_cli("leaderboard", "--publish", str(tmp_path / "other"), capsys=capsys)[0] == 0
+    assert "verified 1/1" in (tmp_path / "other" / "LEADERBOARD.md").read_text()
     tally("verify", "reruns that matched bit for bit", 1)
 
 
@@ -122,7 +129,7 @@ def test_a_consistent_forgery_is_caught_by_the_rerun(fresh: Path, tmp_path: Path
     assert all(any(line.startswith(d) for line in shown) for d in differing), shown
     record = read_record(forged, check_result_file(forged))
     assert record is not None and record.outcome == "differs" and len(record.differences) == len(differing)
-    code, _, _ = run_cli("leaderboard", "--add", str(forged), "--publish", str(tmp_path / "site"), capsys=capsys)
+    code, _, _ = run_cli("leaderboard", str(tmp_path / "r"), "--publish", str(tmp_path / "site"), capsys=capsys)
     assert code == 0
     assert "rerun differs 1/1" in (tmp_path / "site" / "LEADERBOARD.md").read_text()
     tally("verify", "consistent forgeries caught by the rerun", 1)
@@ -136,7 +143,7 @@ def test_a_record_applies_only_to_the_result_it_verified(fresh: Path, tmp_path: 
     forged = _copy(result, tmp_path / "r", _forge_test_accuracy)  # edited after it was verified
     assert forged == result and record_path(result).read_text() == saved
     assert read_record(result, check_result_file(result)) is None  # the record no longer applies
-    code, _, _ = run_cli("leaderboard", "--add", str(result), "--publish", str(tmp_path / "site"), capsys=capsys)
+    code, _, _ = run_cli("leaderboard", str(tmp_path / "r"), "--publish", str(tmp_path / "site"), capsys=capsys)
     assert code == 0
     page = (tmp_path / "site" / "LEADERBOARD.md").read_text()
     assert "verified" not in page.split("Each column header")[1] and "99.0" in page
@@ -195,6 +202,9 @@ def test_a_gpu_result_is_held_to_the_stated_tolerance(fresh: Path, tmp_path: Pat
     got, out, _ = _verify(capsys, str(result))
     assert got == code, out
     assert f"within {ACCURACY_TOLERANCE} absolute on accuracies" in out and "computed on cuda:0" in out
+    if code == 0:  # a match within a tolerance the result itself chose (by its device) is not shown as verified
+        assert run_cli("leaderboard", str(tmp_path / "r"), "--publish", str(tmp_path / "site"), capsys=capsys)[0] == 0
+        assert "verified" not in (tmp_path / "site" / "LEADERBOARD.md").read_text().split("Each column header")[1]
     tally("verify", "results from another device held to the tolerance", 1)
 
 

@@ -138,10 +138,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def _result_files(paths: list[Path]) -> list[Path]:
     """The result files under folders (``*.json``) and the files named."""
+    from fpt_bench.leaderboard.collect import result_files_under
+
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*.json") if f.is_file())
+            found, outside = result_files_under(p)  # links out of the folder are not its results
+            files += found
+            for link in outside:
+                print(f"refused    {link}: refused: a symbolic link out of {p}", file=sys.stderr)
         elif p.exists():
             files.append(p)
         else:
@@ -161,7 +166,7 @@ def _publish(args: argparse.Namespace) -> int:
     named = list(args.add or [])
     from_dirs = _result_files(args.result_dirs) if args.publish and args.result_dirs else []
     if named or from_dirs:
-        report = add_results(named + from_dirs, folder / "results")
+        report = add_results(named + from_dirs, folder / "results", frozenset(map(Path, from_dirs)))
         listed = len(report.added) + len(report.unchanged) <= 10  # a folder of results: counts, not every file
         for path in report.added if listed else []:
             print(f"added      {path}")

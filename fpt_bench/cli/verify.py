@@ -39,7 +39,9 @@ def _files(paths: list[Path]) -> list[Path]:
     for p in paths:
         if p.is_dir():
             found, outside = result_files_under(p)
-            files += found + outside  # a link out is refused below, with its reason
+            files += found
+            for link in outside:  # a folder's .json links out of it are not its results
+                print(f"refused        {link}: a symbolic link out of {p}", file=sys.stderr)
         elif p.exists() or p.is_symlink():
             files.append(p)
         else:

@@ -159,7 +159,8 @@ def _args(name: str, args: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------- formats
 def md_escape(text: str) -> str:
     """Text for a GitHub Markdown table cell: no HTML, no column breaks."""
-    return (html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+    return (html.escape(str(text), quote=False).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+            .replace("\r", " ")
             .replace("`", "&#96;").replace("*", "\\*").replace("_", "\\_").replace("[", "\\[").replace("]", "\\]"))
 
 
@@ -224,9 +225,25 @@ def html_table(headers: list[str], rows: list[list[str]], keys: list[list[Any]],
     return "\n".join(out) + "\n"
 
 
+def csv_cell(value: Any) -> Any:
+    """A value a spreadsheet shows as text: a string that starts like a formula (``=``, ``+``, ``-``, ``@``, a tab
+    or a carriage return) gets a leading apostrophe (OWASP's advice on CSV injection); numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class _SafeWriter:
+    def __init__(self, buffer: io.StringIO) -> None:
+        self._writer = csv.writer(buffer, lineterminator="\n")
+
+    def writerow(self, row: list[Any]) -> None:
+        self._writer.writerow([csv_cell(v) for v in row])
+
+
 def to_csv(table: Table, layout: str) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = _SafeWriter(buffer)
     if layout == "long":
         writer.writerow(LONG_HEADERS)
         for r in long_records(table):

@@ -4,8 +4,11 @@
 (``match`` or ``differs``), how the metrics were compared (bit for bit, or within the tolerance stated), the
 differences, where and with what the rerun ran, and the SHA-256 of the result it verified, in its canonical form
 (the validated result serialised again, as ``leaderboard --add`` writes it). A record counts only for that exact
-result: edit one number of the result and its record no longer applies. ``leaderboard --add`` carries a record
-that applies along with its result, and the published tables show per cell how many seeds a rerun verified.
+result: edit one number of the result and its record no longer applies. Publishing the publisher's own result
+folders (``leaderboard RESULTS --publish``) carries a record that applies along with its result; ``--add FILE``
+never does (a record from elsewhere proves nothing: anyone can write one; run ``fpt-bench verify`` on the published
+copy). The published tables show per cell how many seeds a rerun verified bit for bit; a match within the tolerance
+for another device is not counted (the result's own ``provenance.device`` chose that tolerance).
 
 A record says what one run of ``fpt-bench verify`` found, on the machine that ran it; like the result itself, it
 is trusted as far as whoever published it (rerun it with ``fpt-bench verify`` to check).
@@ -92,8 +95,8 @@ def counts(runs: list[Any]) -> tuple[int, int]:
     verified = differs = 0
     for run in runs:
         record = read_record(run.path, run.result)
-        if record is not None:
-            verified += record.outcome == "match"
+        if record is not None:  # a match within a tolerance is not shown as verified: the result chose the tolerance
+            verified += record.outcome == "match" and record.compared == "bit for bit"
             differs += record.outcome == "differs"
     return verified, differs
 

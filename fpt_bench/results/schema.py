@@ -10,6 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fpt_bench.api.hparams import MAX_STEPS
+
+MAX_THREADS = 4096  # fpt_bench.training.threads keeps a resumed count within it too
+
 SCHEMA_VERSION = 1
 
 
@@ -32,7 +36,7 @@ class CellInfo(_Doc):
 
 
 class CurvePoint(_Doc):
-    step: int = Field(description="optimizer steps done")
+    step: int = Field(ge=0, le=MAX_STEPS, description="optimizer steps done")
     train_loss: float | None = Field(description="mean training loss since the previous point")
     val_accuracy: float | None = Field(description="accuracy on the whole validation set")
 
@@ -45,7 +49,7 @@ class Metrics(_Doc):
         default={}, description="per test split accuracy (selected parameters) when a task has several")
     val_accuracy: float | None = Field(description="best validation accuracy seen")
     val_accuracy_final: float | None = Field(description="validation accuracy after the last step")
-    best_step: int | None = Field(description="step of the best validation accuracy")
+    best_step: int | None = Field(ge=0, le=MAX_STEPS, description="step of the best validation accuracy")
     train_loss: float | None = Field(description="mean training loss over the last evaluation interval")
     curve: list[CurvePoint] = Field(default=[], description="learning curve, one point per evaluation")
 
@@ -63,12 +67,13 @@ class Timing(_Doc):
     wall_seconds: float = Field(description="wall time of the whole cell")
     train_seconds: float = Field(description="time spent in training steps")
     eval_seconds: float = Field(description="time spent evaluating")
-    steps: int = Field(description="optimizer steps run (in this and earlier, resumed, attempts)")
+    steps: int = Field(ge=0, le=MAX_STEPS, description="optimizer steps run (in this and earlier, resumed, attempts)")
     steps_per_second: float = Field(description="optimizer steps per training second")
     samples_per_second: float = Field(description="training examples per training second")
     tokens_per_second: float = Field(description="training tokens per training second")
     eval_samples_per_second: float | None = Field(default=None, description="evaluation examples per second")
-    resumed_from_step: int | None = Field(default=None, description="checkpoint step this attempt resumed from")
+    resumed_from_step: int | None = Field(default=None, ge=0, le=MAX_STEPS,
+                                          description="checkpoint step this attempt resumed from")
     micro_batch_size: int | None = Field(
         default=None, description="examples per forward/backward pass (per process) at the end of training: "
                                   "batch_size / grad_accum, or less after out-of-memory backoffs")
@@ -178,7 +183,8 @@ class Provenance(_Doc):
     deterministic: bool = Field(default=False, description="run with --deterministic: torch deterministic "
                                                             "algorithms, CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning")
     threads: int | None = Field(
-        default=None, description="CPU threads (torch.get_num_threads()) the cell computed with: on a CPU the "
+        default=None, ge=1, le=MAX_THREADS,
+        description="CPU threads (torch.get_num_threads()) the cell computed with: on a CPU the "
                                   "numbers are bit-identical only at the same count (a resumed cell keeps its "
                                   "checkpoint's); None in results written before it was recorded")
 
