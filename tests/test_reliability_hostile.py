@@ -354,3 +354,38 @@ def test_special_files_as_configs_and_data_are_refused_at_once(
             with within(30), pytest.raises(UserError, match="not a regular"):
                 read(path)
     tally("untrusted inputs refused", "special files (configs, data)", 5 * len(specials))
+
+
+def test_a_header_promise_must_fit_twice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A loader holds what it read and the array made of it: a promise of 60 % of free memory passed a 1x check,
+    then the process peaked at 1.85x and was killed."""
+    from fpt_bench.datastore import bounded
+    from fpt_bench.datastore.bounded import check_promise
+
+    monkeypatch.setattr(bounded, "available_memory", lambda: 1500)
+    check_promise(tmp_path / "f.gz", 750, "pixels")
+    with pytest.raises(CorruptFileError, match=r"f.gz: its header promises 1000 bytes of pixels; 2 copies of that "
+                                               r"are more than the 1500 bytes of memory free here"):
+        check_promise(tmp_path / "f.gz", 1000, "pixels")
+
+
+def test_zip_members_zipfile_cannot_read_and_huge_toml_integers_are_one_message(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from fpt_bench.cells.config import load_config_file
+    from fpt_bench.datastore.archive import safe_extract
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("a.bin", b"x" * 100)
+    data = bytearray(buf.getvalue())
+    data[8] = 99  # compression method 99 (AES) in the local and the central header: NotImplementedError
+    data[data.rfind(b"PK\x01\x02") + 10] = 99
+    (tmp_path / "m99.zip").write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="m99.zip: damaged or unsupported archive"):
+        safe_extract(tmp_path / "m99.zip", tmp_path / "out")
+    (tmp_path / "big.toml").write_text("seeds = [" + "9" * 5000 + "]\n")
+    with pytest.raises(UserError, match="big.toml is not valid TOML: Exceeds the limit"):
+        load_config_file(tmp_path / "big.toml")
+    tally("hostile inputs handled", "zip methods and TOML integers beyond the readers", 2)

@@ -8,6 +8,7 @@ written through a temporary name and renamed, so an interrupted extraction never
 
 from __future__ import annotations
 
+import lzma
 import tarfile
 import zipfile
 import zlib
@@ -17,6 +18,10 @@ from typing import IO
 
 from fpt_bench.api.errors import CorruptFileError, UserError
 from fpt_bench.infra.atomic import atomic_write
+
+# what zipfile raises for a member it cannot read: encrypted (RuntimeError), a compression method it does not
+# implement (NotImplementedError), broken LZMA or bz2 data (LZMAError, ValueError)
+MEMBER_ERRORS = (RuntimeError, NotImplementedError, lzma.LZMAError, ValueError)
 
 
 def is_archive(path: Path) -> bool:
@@ -89,8 +94,8 @@ def _files(archive: Path, wanted: set[str] | None) -> Iterator[tuple[str, IO[byt
                     yield name, zf.open(info) if selected else None, info.file_size
         else:
             raise CorruptFileError(f"{archive}: not a tar or zip archive")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise CorruptFileError(f"{archive}: damaged archive ({exc})") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, *MEMBER_ERRORS) as exc:
+        raise CorruptFileError(f"{archive}: damaged or unsupported archive ({exc})") from None
 
 
 def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str, size: int) -> None:
@@ -101,8 +106,9 @@ def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str, size: int) -
     while True:
         try:
             block = src.read(min(1 << 20, size - copied + 1))
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-            raise CorruptFileError(f"{archive}: damaged archive: member {name!r} cannot be read ({exc})") from None
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, *MEMBER_ERRORS) as exc:
+            raise CorruptFileError(f"{archive}: damaged or unsupported archive: member {name!r} cannot be read "
+                                   f"({type(exc).__name__}: {exc})") from None
         if not block:
             if copied != size:
                 raise CorruptFileError(f"{archive}: damaged archive: member {name!r} holds {copied} bytes, its "

@@ -23,12 +23,15 @@ CHUNK = 1 << 20
 DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
 
 
+COPIES = 2  # a loader holds what it read and one array made from it (measured: a 1.57 GB promise peaked at 3.6 GB)
+
+
 def check_promise(path: Path, need: int, what: str) -> None:
-    """Refuse ``need`` bytes (from ``path``'s header) when they cannot fit in memory."""
+    """Refuse ``need`` bytes (from ``path``'s header) when ``COPIES`` of them cannot fit in memory."""
     free = available_memory()
-    if free is not None and need > free:
-        raise CorruptFileError(f"{path}: its header promises {need} bytes of {what}, more than the {free} bytes of "
-                               f"memory free here (a damaged or forged header?)")
+    if free is not None and COPIES * need > free:
+        raise CorruptFileError(f"{path}: its header promises {need} bytes of {what}; {COPIES} copies of that are "
+                               f"more than the {free} bytes of memory free here (a damaged or forged header?)")
 
 
 @contextmanager

@@ -49,6 +49,8 @@ def load_config(folder: Path) -> PublishConfig:
         raise UserError(f"{path}: not valid TOML (nested too deeply)") from None
     except ValidationError as exc:
         raise UserError(f"{path}: {brief_validation_error(exc)}") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise UserError(f"{path}: not valid TOML ({str(exc)[:200]})") from None
     bad = set(config.overrides) - {"task_args", "backbone_args", "policy_args"}
     if bad:
         raise UserError(f"{path}: overrides may set task_args, backbone_args, policy_args (not {', '.join(bad)})")
