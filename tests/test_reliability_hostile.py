@@ -389,3 +389,17 @@ def test_zip_members_zipfile_cannot_read_and_huge_toml_integers_are_one_message(
     with pytest.raises(UserError, match="big.toml is not valid TOML: Exceeds the limit"):
         load_config_file(tmp_path / "big.toml")
     tally("hostile inputs handled", "zip methods and TOML integers beyond the readers", 2)
+
+
+def test_paths_the_os_cannot_take_are_one_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fpt_bench.cli import main
+
+    config = tmp_path / "nul.toml"
+    config.write_text('tasks = ["bit_xor"]\noutput_dir = "a\\u0000b"\nprofile = "smoke"\n'
+                      '[backbone_args]\nweights = "random"\nn_layers = 1\nn_embd = 16\nn_head = 2\n')
+    assert main(["run", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == ("fpt-bench: error: a path (an option, a config file's value or an environment "
+                                       "variable) contains a NUL byte\n")
+    assert main(["data", "status", "mnist", "--data-dir", "~no-such-user-here/data"]) == 2
+    assert "a path starts with ~USER for a user this machine does not know" in capsys.readouterr().err
+    tally("hostile inputs handled", "paths with NUL bytes or unknown ~users", 2)

@@ -104,6 +104,8 @@ def is_stale(path: Path, now: float | None = None) -> bool:
         age = (now or time.time()) - path.stat().st_mtime
     except FileNotFoundError:
         return False  # gone: not stale, simply free
+    if age < -STALE_AFTER:  # dated further ahead than any clock skew: no heartbeat wrote that; it would never age
+        age = float("inf")
     if owner is None:
         return False
     if isinstance(owner, str):

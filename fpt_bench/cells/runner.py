@@ -21,7 +21,7 @@ from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.profiles import task_options as task_options_for
 from fpt_bench.cells.sizes import check_cell_fits
-from fpt_bench.infra.failures import is_out_of_memory
+from fpt_bench.infra.failures import bad_path_message, is_out_of_memory
 from fpt_bench.infra.progress import Progress
 from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, PrecisionAuto, Provenance, Timing
 from fpt_bench.results.store import checkpoint_path, selected_params_path, write_result
@@ -134,6 +134,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             error_kind = "user"
             error = (f"out of memory ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}); choose a "
                      "smaller backbone, --batch-size or --eval-batch-size")
+        elif bad_path_message(exc) is not None:  # weights=checkpoint:~nobody/x, a NUL byte in an option
+            error_kind, error = "user", str(bad_path_message(exc))
         else:
             error_kind = "internal"
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-8)}"

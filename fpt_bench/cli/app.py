@@ -84,6 +84,14 @@ def _main(argv: list[str]) -> int:
     except UserError as exc:
         print(f"fpt-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (ValueError, RuntimeError) as exc:  # a NUL byte or an unknown ~user in a path: a user error too
+        from fpt_bench.infra.failures import bad_path_message
+
+        path_message = bad_path_message(exc)
+        if path_message is None:
+            raise
+        print(f"fpt-bench: error: {path_message}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `fpt-bench ls | head`: the reader left; say nothing more (Python's advice)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -20,6 +20,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(words in str(exc).lower() for words in OOM_WORDS)
 
 
+def bad_path_message(exc: BaseException) -> str | None:
+    """The message for a path the operating system cannot take (a NUL byte in it; ``~user`` for a user this machine
+    does not know), else None: Python reports both as a ValueError or RuntimeError from deep inside."""
+    text = str(exc)
+    if isinstance(exc, ValueError) and "null byte" in text:
+        return "a path (an option, a config file's value or an environment variable) contains a NUL byte"
+    if isinstance(exc, RuntimeError) and "home directory" in text:
+        return f"a path starts with ~USER for a user this machine does not know ({text})"
+    return None
+
+
 def os_error(exc: BaseException | None) -> OSError | None:
     """The OSError behind ``exc`` (itself, or what it was raised from or while handling), if any: torch.save,
     for one, reports a failed write as a RuntimeError raised while it closes the file."""
