@@ -7,6 +7,7 @@ The timings are injected (a fake ``measure``); the real timer runs once on tiny 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -167,6 +168,19 @@ def test_a_corrupt_cache_is_ignored_and_rewritten(bf16_cpu, tmp_path: Path, cont
     assert timer.calls == 1
     if b'"entries": {"' not in content:  # the others are valid JSON of the cache's shape
         assert f"ignoring the unreadable precision cache {path}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge"])
+def test_a_cache_that_is_not_a_small_regular_file_is_ignored_not_read(bf16_cpu, tmp_path: Path, kind: str,
+                                                                      capsys) -> None:
+    path = tmp_path / "precision.json"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer forever
+    else:
+        path.write_bytes(b" " * (2 << 20))  # past the 1 MiB bound (a link to /dev/zero never ends)
+    timer = FakeTimer(measurement((1.0, 0.5), (1.0, 0.5)))
+    assert choose(tiny_model(), timer, path).train == "bf16" and timer.calls == 1
+    assert f"ignoring the unreadable precision cache {path}" in capsys.readouterr().err
 
 
 def test_an_unwritable_cache_still_gives_a_choice(bf16_cpu, tmp_path: Path, capsys) -> None:

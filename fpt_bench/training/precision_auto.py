@@ -35,8 +35,10 @@ from typing import Any
 
 import torch
 
+from fpt_bench.api.errors import CorruptFileError
 from fpt_bench.api.hparams import TrainHParams
 from fpt_bench.infra.atomic import atomic_write
+from fpt_bench.infra.safe_read import read_text
 from fpt_bench.training import distributed
 from fpt_bench.training.precision_workload import BUDGET_S, MODES, PRECISIONS, Measurement, Workload, measure, signature
 from fpt_bench.training.precision_workload import workload as build_workload
@@ -129,11 +131,11 @@ def cache_path() -> Path:
 
 def _read(path: Path) -> dict[str, Any]:
     """The cache's entries; a missing file reads as empty, so does a corrupt one (it is rewritten)."""
-    try:
-        data = json.loads(path.read_text())
+    try:  # a regular file of bounded size ($FPT_BENCH_PRECISION_CACHE could name a fifo or /dev/zero)
+        data = json.loads(read_text(path, 1 << 20, "precision cache"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, CorruptFileError):
         data = None
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"),
                                                                                              dict):
