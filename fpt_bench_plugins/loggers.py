@@ -85,7 +85,8 @@ def _tensorboard(cell: Any, create: bool) -> Any | None:
         except ImportError as exc:
             if "tensorboard" not in _warned:
                 _warned.add("tensorboard")
-                print(f"fpt-bench: {ENV_PREFIX}TENSORBOARD is set but TensorBoard is not importable ({exc}); "
+                print(f"fpt-bench: --log tensorboard (or {ENV_PREFIX}TENSORBOARD) asks for TensorBoard, which is not "
+                      f"importable ({exc}); "
                       "install it with `pip install 'fpt-bench[tensorboard]'`. Not logging to TensorBoard.",
                       file=sys.stderr)
             return None
