@@ -106,6 +106,7 @@ def _init_worker(slots: Any, workers: int) -> None:
     import torch
 
     worker_signal_handlers()
+    os.environ["FPT_BENCH_PROGRESS"] = "lines"  # several workers share the terminal: plain lines, not bars
     _WORKER_DEVICE = slots.get()
     if _WORKER_DEVICE == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
@@ -114,4 +115,5 @@ def _init_worker(slots: Any, workers: int) -> None:
 def _worker_run(cell_data: dict[str, Any], path: str, ctx: RunContext) -> CellOutcome:
     cell = CellConfig.model_validate(cell_data)
     with worker_cell():  # a signal stops this cell like Ctrl-C (lock released, checkpoint kept)
-        return run_claimed(cell, Path(path), ctx.model_copy(update={"device": _WORKER_DEVICE, "progress": False}))
+        progress = False if ctx.progress is False else None  # plain lines every 30 s (FPT_BENCH_PROGRESS=lines)
+        return run_claimed(cell, Path(path), ctx.model_copy(update={"device": _WORKER_DEVICE, "progress": progress}))
