@@ -403,3 +403,24 @@ def test_paths_the_os_cannot_take_are_one_message(tmp_path: Path, capsys: pytest
     assert main(["data", "status", "mnist", "--data-dir", "~no-such-user-here/data"]) == 2
     assert "a path starts with ~USER for a user this machine does not know" in capsys.readouterr().err
     tally("hostile inputs handled", "paths with NUL bytes or unknown ~users", 2)
+
+
+def test_an_archive_member_larger_than_the_free_disk_is_refused_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import tarfile
+
+    from fpt_bench.datastore import archive as archive_module
+    from fpt_bench.datastore.archive import safe_extract
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"\0" * 100_000)
+    with tarfile.open(tmp_path / "b.tar.bz2", "w:bz2") as tar:
+        tar.add(source, arcname="train-images-idx3-ubyte")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(archive_module.shutil, "disk_usage", lambda p: usage._replace(free=50_000))
+    with pytest.raises(CorruptFileError, match="member 'train-images-idx3-ubyte' declares 100000 bytes, more than "
+                                               "the 50000 bytes free"):
+        safe_extract(tmp_path / "b.tar.bz2", tmp_path / "out")
+    assert not (tmp_path / "out" / "train-images-idx3-ubyte").exists()
+    tally("hostile inputs handled", "archive members larger than the free disk", 1)

@@ -9,6 +9,7 @@ written through a temporary name and renamed, so an interrupted extraction never
 from __future__ import annotations
 
 import lzma
+import shutil
 import tarfile
 import zipfile
 import zlib
@@ -121,6 +122,17 @@ def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str, size: int) -
         out.write(block)
 
 
+def _free_space(folder: Path) -> int | None:
+    """Bytes free on the file system that holds ``folder`` (or its nearest existing parent); None if unknown."""
+    for place in (Path(folder), *Path(folder).parents):
+        if place.exists():
+            try:
+                return shutil.disk_usage(place).free
+            except OSError:
+                return None
+    return None
+
+
 def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = None) -> list[Path]:
     """Extract ``archive`` into ``dest``. ``members`` maps member names to output paths relative to ``dest``
     (default: every regular file under its own name). Returns the written paths; a wanted member the archive
@@ -136,6 +148,10 @@ def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = Non
         target = dest / rel
         if not target.resolve().is_relative_to(root):
             raise CorruptFileError(f"{archive}: member {name!r} would land outside {dest}; refusing")
+        free = _free_space(dest)  # a 459-byte tar.bz2 declared 477 MB: what cannot fit is refused before writing
+        if free is not None and size > free:
+            raise CorruptFileError(f"{archive}: member {name!r} declares {size} bytes, more than the {free} bytes "
+                                   f"free at {dest}; refusing")
         with handle:
             try:
                 atomic_write(target, lambda out, src=handle, name=name, size=size: _copy(src, out, archive, name, size))

@@ -95,7 +95,8 @@ def import_files(task: str, data_dir: Path, files: list[DataFile], source: Path,
         for variant in _variants(f):
             found = _match(variant, names)
             if len(found) > 1:
-                raise UserError(f"import: {source} holds several candidates for {f.path}: {', '.join(found[:5])}")
+                raise UserError(f"import: {source} holds several candidates for {f.path}: "
+                                f"{', '.join(map(repr, found[:5]))}")  # repr: a name cannot drive the terminal
             if found:
                 plan.append((f, found[0], variant))
                 break
