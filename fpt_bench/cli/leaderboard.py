@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fpt_bench.api.errors import UserError
+from fpt_bench.cells.profiles import PROFILES
 
 COMMANDS = ("leaderboard", "attention")
 FORMATS = ("github", "latex", "html", "csv", "json")
@@ -21,7 +22,7 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--task-args", metavar="K=V,...", help="task options merged onto every suite cell")
     group.add_argument("--backbone-args", metavar="K=V,...", help="backbone options merged onto every suite cell")
     group.add_argument("--policy-args", metavar="K=V,...", help="policy options merged onto every suite cell")
-    group.add_argument("--profile", help="only results of this profile")
+    group.add_argument("--profile", choices=list(PROFILES), help="only results of this profile")
 
 
 def add_parser(sub: Any) -> None:
@@ -61,7 +62,7 @@ def add_ls_arguments(ls: argparse.ArgumentParser) -> None:
     group.add_argument("--seeds", metavar="S,S,...", help="seeds expected (default: those found)")
     for flag in ("--task-args", "--backbone-args", "--policy-args"):
         group.add_argument(flag, metavar="K=V,...", help=f"{flag} the suite was run with")
-    group.add_argument("--profile", help="only results of this profile")
+    group.add_argument("--profile", choices=list(PROFILES), help="only results of this profile")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
