@@ -37,13 +37,14 @@ def text(s: object) -> str:
 
 
 def save(fig: Any, stem: Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg``; returns both paths."""
+    """Write ``stem.png`` and ``stem.svg`` (the suffixes are added: ``R.attention`` gives ``R.attention.png``, it
+    does not replace ``.attention``); returns both paths."""
     import matplotlib
 
     from fpt_bench.infra.atomic import atomic_write
 
     stem = Path(stem)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
     with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):
         for path, options in zip(paths, ({"format": "png", "dpi": 110, "metadata": {"Software": None}},
                                          {"format": "svg", "metadata": {"Date": None, "Creator": None}}), strict=True):
