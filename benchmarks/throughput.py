@@ -14,6 +14,11 @@ Data is synthetic in each task's stored format (uint8 pixels, token ids with len
     python benchmarks/throughput.py                       # CPU default: bit_xor, mnist, cifar10
     python benchmarks/throughput.py --tasks all --layers 2 --steps 3   # every shape, shallow, a quick look
     python benchmarks/throughput.py --device cuda --tasks all --batch-size 16 --precision bf16 --compile
+
+With ``--precision auto`` it compares precisions instead of loops: fp32, bf16 and what ``precision=auto`` chooses
+after its calibration, per task, in one process (``precision_compare.py``).
+
+    python benchmarks/throughput.py --precision auto --tasks mnist,cifar10 --cache-tasks ""
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import naive_loop  # noqa: E402
+import precision_compare  # noqa: E402
 
 ALL = ["bit_xor", "mnist", "cifar10", "bit_memory", "listops", "cifar10_lra", "remote_homology"]
 CPU_DEFAULT = ["bit_xor", "mnist", "cifar10"]
@@ -130,7 +136,10 @@ def synthetic(task: str, n: int, spec: Any, seed: int) -> tuple[Any, Any]:
 
 # ------------------------------------------------------------------------------------------- builds
 def harness(task_name: str, args: argparse.Namespace, device: torch.device, policy: str, split: Any,
-            precision: str, compile_: bool = False, feature_cache: str = "off", dropout: float = 0.1) -> Any:
+            precision: str, compile_: bool = False, feature_cache: str = "off", dropout: float = 0.1,
+            eval_precision: str | None = None) -> Any:
+    """A Trainer of GPT-2 (random init, seeded: every call gets the same weights) in ``precision`` (fp32 or bf16;
+    ``eval_precision``, default the same, for evaluation and the feature cache)."""
     from fpt_bench.api.cell import CellConfig
     from fpt_bench.api.hparams import HParamOverrides
     from fpt_bench.api.model import FPTModel
@@ -139,7 +148,6 @@ def harness(task_name: str, args: argparse.Namespace, device: torch.device, poli
     from fpt_bench.infra.progress import Progress
     from fpt_bench.training.batches import TrainingData
     from fpt_bench.training.loop import Trainer
-    from fpt_bench.training.precision import resolve_precision
 
     host = get_host()
     task = host.tasks.get(task_name)
@@ -160,8 +168,8 @@ def harness(task_name: str, args: argparse.Namespace, device: torch.device, poli
     split = None if split is None else split.to(device)
     data = TrainingData(task, options, split, 0, args.batch_size, device)
     val = split if split is not None else task.load("val", options, Path(".")).to(device)
-    return Trainer(cell=cell, model=model, train=data, val=val, tests={}, device=device,
-                   precision=resolve_precision(hp.precision, device), checkpoint=None, progress=Progress(enabled=False))
+    return Trainer(cell=cell, model=model, train=data, val=val, tests={}, device=device, precision=precision,
+                   eval_precision=eval_precision, checkpoint=None, progress=Progress(enabled=False))
 
 
 def timed(fn: Any, device: torch.device) -> float:
@@ -191,7 +199,6 @@ def measure_task(task_name: str, args: argparse.Namespace, device: torch.device,
                  ) -> dict[str, Any]:
     from fpt_bench.host.manager import get_host
     from fpt_bench.training.inference import evaluate
-    from fpt_bench.training.precision import resolve_precision
 
     task = get_host().tasks.get(task_name)
     spec = task.spec
@@ -202,7 +209,7 @@ def measure_task(task_name: str, args: argparse.Namespace, device: torch.device,
     if eval_split is None:  # generated tasks: the task's own fixed evaluation set
         eval_split = task.load("val", task.options({"n_val": args.eval_examples}), Path("."))
     eval_split = eval_split.to(device)
-    precision = resolve_precision(args.precision, device)
+    precision = args.precision  # fp32 or bf16 (auto: precision_compare.py)
     variants = {"harness": harness(task_name, args, device, args.policy, split, precision)}
     if args.compile:
         variants["compiled"] = harness(task_name, args, device, args.policy, split, precision, compile_=True)
@@ -287,17 +294,21 @@ def measure_cache(task_name: str, args: argparse.Namespace, device: torch.device
     """output_only: an epoch after the first with and without the feature cache, and the uncached step against
     a forward pass alone (no gradient work below the output layer)."""
     from fpt_bench.host.manager import get_host
-    from fpt_bench.training import speed
-    from fpt_bench.training.precision import resolve_precision
+    from fpt_bench.training import precision_auto, speed
 
     spec = get_host().tasks.get(task_name).spec
-    precision = resolve_precision(args.precision, device)
     n, bsz = args.cache_examples, args.batch_size
     per_epoch = n // bsz
     split, _ = synthetic(task_name, n, spec, 2)
     # dropout 0 in both: the frozen part is deterministic, so 'auto' caches and both train the same function
-    plain = harness(task_name, args, device, "output_only", split, precision, feature_cache="off", dropout=0.0)
-    cached = harness(task_name, args, device, "output_only", split, precision, feature_cache="auto", dropout=0.0)
+    plain = harness(task_name, args, device, "output_only", split, "fp32", feature_cache="off", dropout=0.0)
+    choice = precision_auto.choose(args.precision, device, plain.model, micro_batch=bsz,
+                                   eval_batch=args.eval_batch_size, seq_len=spec.max_len)
+    precision, eval_precision = choice.train, choice.eval
+    plain = harness(task_name, args, device, "output_only", split, precision, feature_cache="off", dropout=0.0,
+                    eval_precision=eval_precision)
+    cached = harness(task_name, args, device, "output_only", split, precision, feature_cache="auto", dropout=0.0,
+                     eval_precision=eval_precision)
     plain._step(0)  # warm-up
     uncached = [timed(lambda s=s: plain._step(s), device) for s in range(1, per_epoch + 1)]
     batch = plain.train.batch(0)
@@ -314,7 +325,8 @@ def measure_cache(task_name: str, args: argparse.Namespace, device: torch.device
         assert cached.out.speed.feature_cache, cached.out.speed.feature_cache_reason
         first = timed(lambda: [cached._step(s) for s in range(per_epoch)], device)
         second = timed(lambda: [cached._step(s) for s in range(per_epoch, 2 * per_epoch)], device)
-    return {"task": task_name, "examples": n, "batch_size": bsz, "uncached_epoch_s": sum(uncached),
+    return {"task": task_name, "examples": n, "batch_size": bsz, "precision": precision,
+            "eval_precision": eval_precision, "uncached_epoch_s": sum(uncached),
             "cache_build_s": build, "cached_first_epoch_s": first + build, "cached_epoch_s": second,
             "epoch_speedup": sum(uncached) / second, "output_only_step_over_forward":
             statistics.median(uncached) / forward_s, "cache_mb": cached.out.speed.feature_cache_mb}
@@ -383,7 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-rounds", type=positive, default=3,
                         help="timed evaluation passes per loop, interleaved with the timed steps (median)")
     parser.add_argument("--policy", default="fpt", choices=["fpt", "full", "output_only"])
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                        help="the harness's precision; auto: compare fp32, bf16 and what precision=auto chooses "
+                             "(precision_compare.py) instead of the naive loop")
+    parser.add_argument("--bf16-frozen", action="store_true",
+                        help="with --precision auto: also time bf16 with the frozen backbone matrices stored in bf16")
     parser.add_argument("--gelu", default="fused", choices=["fused", "composite"],
                         help="the harness's GPT-2 MLP activation (the naive loop always runs gelu_new, composite)")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd harness")
@@ -402,17 +418,23 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(info), flush=True)
     rows, cache_rows = [], []
     t0 = time.perf_counter()
+    compare = args.precision == "auto"
     for task in tasks:
-        rows.append(measure_task(task, args, device, peaks))
+        rows.append(precision_compare.measure_precisions(task, args, device, sys.modules[__name__]) if compare
+                    else measure_task(task, args, device, peaks))
         print(json.dumps(rows[-1]), flush=True)
         _trim()
     for task in [t for t in args.cache_tasks.split(",") if t]:
         cache_rows.append(measure_cache(task, args, device))
         print(json.dumps(cache_rows[-1]), flush=True)
-    report = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "training": rows,
+    report = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "precision" if compare else
+              "training": rows,
               "feature_cache": cache_rows, "seconds": time.perf_counter() - t0}
     print()
-    print(table(rows, TRAIN_COLUMNS))
+    print(table(rows, precision_compare.COLUMNS if compare else TRAIN_COLUMNS))
+    if compare and args.bf16_frozen:
+        print()
+        print(table(rows, precision_compare.FROZEN_COLUMNS))
     if cache_rows:
         print()
         print(table(cache_rows, CACHE_COLUMNS))

@@ -10,12 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import pluggy
-
 __version__ = "0.1.0"
 PLUGIN_API = "1.2"  # major bumps break plugins; minor bumps only add
-
-hookimpl = pluggy.HookimplMarker("fpt_bench")
 
 from fpt_bench.infra.threads import passive_openmp  # noqa: E402
 
@@ -44,6 +40,11 @@ __all__ = ["PLUGIN_API", "__version__", "hookimpl", *sorted(_HOMES)]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "hookimpl":  # made on first use: the command line starts (and takes Ctrl-C) before pluggy loads
+        import pluggy
+
+        globals()["hookimpl"] = marker = pluggy.HookimplMarker("fpt_bench")
+        return marker
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'fpt_bench' has no attribute {name!r}")

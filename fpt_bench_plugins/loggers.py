@@ -18,6 +18,7 @@ import datetime as dt
 import io
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ CSV_COLUMNS = ["time", "event", "cell", "task", "backbone", "policy", "seed", "p
                "train_loss", "val_accuracy", "test_accuracy", "wall_seconds", "error"]
 _writers: dict[str, Any] = {}  # cell config hash -> TensorBoard SummaryWriter
 _warned: set[str] = set()
+_broken: set[str] = set()  # log targets that refused once
 
 
 def target(kind: str) -> str | None:
@@ -46,10 +48,22 @@ def _record(event: str, cell: Any, **fields: Any) -> dict[str, Any]:
 
 
 def _append(path: str, text: str) -> None:
+    """Append to a regular file; a target that cannot be one (a folder, a fifo: opening it for writing would wait
+    for a reader) is said once, and then left alone."""
+    if path in _broken:
+        return
     file = Path(path).expanduser()
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with open(file, "a", encoding="utf-8") as handle:
-        handle.write(text)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{file} is not a regular file")
+            handle.write(text)
+    except OSError as exc:
+        _broken.add(path)
+        print(f"fpt-bench: cannot log to {file} ({exc.strerror or exc}); not logging there for the rest of this "
+              f"run", file=sys.stderr)
 
 
 def _log(record: dict[str, Any]) -> None:
@@ -85,7 +99,8 @@ def _tensorboard(cell: Any, create: bool) -> Any | None:
         except ImportError as exc:
             if "tensorboard" not in _warned:
                 _warned.add("tensorboard")
-                print(f"fpt-bench: {ENV_PREFIX}TENSORBOARD is set but TensorBoard is not importable ({exc}); "
+                print(f"fpt-bench: --log tensorboard (or {ENV_PREFIX}TENSORBOARD) asks for TensorBoard, which is not "
+                      f"importable ({exc}); "
                       "install it with `pip install 'fpt-bench[tensorboard]'`. Not logging to TensorBoard.",
                       file=sys.stderr)
             return None

@@ -298,7 +298,8 @@ FIRST_RUN = SuiteSpec(
            "pretrained weights learn Bit XOR in about 500 steps and random init in about 20,000; at its full "
            "budget both reach 100% (Tables 1-2). Here, at 200 steps, the pretrained model has learned XOR and the "
            "random one is still at chance."],
-    next_steps=["fpt-bench run --suite first_run --seeds 1,2  # two more seeds: mean ± std over three",
+    next_steps=["fpt-bench run --suite first_run --seeds 0,1,2  # two more seeds (seed 0 is kept): mean ± std over "
+                "three",
                 "fpt-bench run --suite offline --profile smoke --seeds 0  # every offline task at smoke size",
                 "fpt-bench run --suite offline --task bit_xor  # the same comparison as the committed leaderboard "
                 "(quick: 500 steps)"],

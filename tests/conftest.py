@@ -21,6 +21,14 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _precision_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """precision=auto's calibration cache of each test: its own file, never the user's cache."""
+    path = tmp_path_factory.mktemp("precision") / "precision.json"
+    monkeypatch.setenv("FPT_BENCH_PRECISION_CACHE", str(path))
+    return path
+
+
 def run_cli(*args: str, capsys: pytest.CaptureFixture[str] | None = None) -> tuple[int, str, str]:
     """Run ``fpt-bench ARGS`` in this process; return (exit code, stdout, stderr)."""
     from fpt_bench.cli import main

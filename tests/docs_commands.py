@@ -5,7 +5,9 @@ Every ```bash block in README.md and docs/*.md is preceded by a marker that says
 - ``<!-- docs: run -->``: run each command of the block, in order, in one working folder per document (the
   document's earlier blocks ran there before); each must exit 0.
 - ``<!-- docs: run, expect "TEXT", "TEXT" -->``: and its output (stdout and stderr) holds each TEXT.
-- ``<!-- docs: run, exit N -->``: the block's commands must end with exit code N (a documented refusal).
+- ``<!-- docs: run, exit N -->``: the block's last command must end with exit code N (a documented refusal).
+- ``<!-- docs: run, needs PATH -->``: run only where PATH exists (e.g. Debian's Fashion-MNIST files); elsewhere
+  the test says it skipped them and why.
 - ``<!-- docs: skip: REASON -->``: not run, for a reason a reader can check (it needs a GPU, the network, a cluster).
 
 Installing is set aside (the test runs in the environment the suite was installed into): ``python3 -m venv``,
@@ -34,16 +36,28 @@ class Block:
     expect: list[str] = field(default_factory=list)
     exit_code: int = 0
     reason: str = ""
+    needs: str = ""
 
     @property
     def where(self) -> str:
         return f"{self.path.name}:{self.line}"
 
     def commands(self) -> list[str]:
-        """The block's commands: continuation lines joined, comments dropped, install steps set aside."""
+        """The block's commands: continuation lines joined, here-documents kept whole, comments dropped, install
+        steps set aside."""
         joined, current = [], ""
-        for raw in self.text.splitlines():
+        lines = iter(self.text.splitlines())
+        for raw in lines:
             line = raw.rstrip()
+            heredoc = re.search(r"<<-?\s*'?(\w+)'?", line)
+            if heredoc:  # `cat > file <<'EOF'` ... `EOF`: one command
+                body = [line]
+                for rest in lines:
+                    body.append(rest)
+                    if rest.strip() == heredoc.group(1):
+                        break
+                joined.append("\n".join(body))
+                continue
             if line.endswith("\\"):
                 current += line[:-1] + " "
                 continue
@@ -52,6 +66,9 @@ class Block:
             current = ""
         out = []
         for line in joined:
+            if "\n" in line:  # a here-document: as written
+                out.append(line)
+                continue
             line = _strip_comment(line).strip()
             if not line:
                 continue
@@ -109,3 +126,5 @@ def _apply(block: Block, body: str) -> None:
     block.expect = re.findall(r'"([^"]*)"', body)
     code = re.search(r"exit\s+(\d+)", body)
     block.exit_code = int(code.group(1)) if code else 0
+    needs = re.search(r"needs\s+(\S+)", body.replace(",", " "))
+    block.needs = needs.group(1) if needs else ""

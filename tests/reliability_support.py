@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing as mp
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,3 +270,18 @@ class Reader(threading.Thread):
             return str(exc)
         except Exception as exc:  # noqa: BLE001 - a partial checkpoint shows up as any error
             return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def within(seconds: float, what: str = "still running") -> Iterator[None]:
+    """Fail instead of hanging: a TimeoutError (SIGALRM) after ``seconds``."""
+    def hung(*_: object) -> None:
+        raise TimeoutError(f"{what} after {seconds}s (a hang)")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

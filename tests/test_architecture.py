@@ -123,3 +123,13 @@ def test_the_core_names_no_built_in_component(kind: str) -> None:
     edges = graph()
     assert {m: sorted(d) for m, d in edges.items() if m.startswith("fpt_bench.") or m == "fpt_bench"
             if any(x.startswith("fpt_bench_plugins") for x in d)} == {}
+
+
+def test_docs_api_md_documents_every_public_module_and_name() -> None:
+    """The public API is documented: every module of fpt_bench.api and every name fpt_bench exports."""
+    import fpt_bench
+
+    text = (ROOT / "docs" / "api.md").read_text()
+    api_modules = sorted(p.stem for p in (CORE / "api").glob("*.py") if p.stem != "__init__")
+    assert [m for m in api_modules if f"api.{m}" not in text] == []
+    assert [n for n in fpt_bench.__all__ if f"`{n}`" not in text] == []

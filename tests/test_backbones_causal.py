@@ -248,6 +248,29 @@ def test_unknown_family_names_the_architecture_and_the_hook(tmp_path: Path) -> N
         build_backbone("hf_decoder", {"weights": "random", "source": str(tmp_path / "gpt2")})
 
 
+@pytest.mark.parametrize(("family", "per_layer"), [
+    ("llama", 4 * 64 * 64), ("mistral", 4 * 64 * 64),  # transformers' default configs say head_dim=128
+    ("qwen2", 4 * 64 * 64 + 3 * 64), ("qwen3", 4 * 64 * 64), ("phi3", 4 * 64 * 64), ("gpt_neox", 4 * 64 * 65),
+])
+def test_a_family_default_config_takes_n_embd_and_n_head(family: str, per_layer: int) -> None:
+    """weights=random, family=F: the attention is n_embd wide in n_head heads of n_embd / n_head (q, k, v, o)."""
+    module = build_backbone("hf_decoder", {"weights": "random", "family": family, "n_layers": 2, "n_embd": 64,
+                                           "n_head": 4})
+    roles = module.parameter_roles()
+    attention = sum(p.numel() for n, p in module.named_parameters() if roles[n] == Role.ATTENTION)
+    assert attention == 2 * per_layer
+    assert module.hidden_size == 64
+
+
+def test_family_errors_name_the_choices() -> None:
+    with pytest.raises(UserError) as info:
+        build_backbone("hf_decoder", {"weights": "random", "family": "lama", "n_layers": 1})
+    message = str(info.value)
+    assert "hf_decoder: unknown family 'lama'; did you mean 'llama'?" in message
+    assert "the families are gemma, gemma2, gemma3_text, gpt_neox, gptj, llama, mistral, opt, phi, phi3, qwen2, " \
+           "qwen3 (`fpt-bench ls backbones --options`" in message
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_one_training_cell_through_the_harness(configs: dict[str, Path], family: str, tmp_path: Path) -> None:
     name, _ = tiny(configs, family)

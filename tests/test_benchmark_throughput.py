@@ -25,6 +25,7 @@ def throughput():
     finally:
         sys.modules.pop("throughput", None)
         sys.modules.pop("naive_loop", None)
+        sys.modules.pop("precision_compare", None)
         sys.path.remove(str(BENCH))
 
 
@@ -58,3 +59,27 @@ def test_counts_below_one_are_a_usage_error(throughput, flag: str, capsys) -> No
         throughput.main(["--tasks", "bit_xor", flag, "0"])
     assert exit_.value.code == 2
     assert f"argument {flag}: invalid positive value: '0'" in capsys.readouterr().err
+
+
+def test_precision_auto_compares_fp32_bf16_and_the_choice(throughput, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "p.json"
+    assert throughput.main(["--tasks", "mnist", "--layers", "1", "--steps", "2", "--warmup", "1", "--eval-examples",
+                            "8", "--eval-rounds", "2", "--cache-tasks", "", "--precision", "auto", "--bf16-frozen",
+                            "--device", "cpu", "--json", str(out)]) == 0
+    [row] = json.loads(out.read_text())["precision"]
+    assert row["task"] == "mnist" and row["layers"] == 1
+    assert row["auto_source"] in ("measured", "no_bf16")  # a fresh cache: measured wherever oneDNN has bf16
+    for mode in ("train", "eval"):
+        chosen = row[f"auto_{mode}"]
+        assert row[f"auto_{mode}_samples_per_s"] == row[f"{chosen}_{mode}_samples_per_s"]
+        best = max(row[f"fp32_{mode}_samples_per_s"], row[f"bf16_{mode}_samples_per_s"])
+        assert row[f"auto_over_best_{mode}"] == pytest.approx(row[f"auto_{mode}_samples_per_s"] / best)
+        fastest = max(row[f"fp32_{mode}_samples_per_s_fastest"], row[f"bf16_{mode}_samples_per_s_fastest"])
+        assert row[f"auto_over_best_{mode}_fastest"] == pytest.approx(
+            row[f"{chosen}_{mode}_samples_per_s_fastest"] / fastest)
+        assert len(row[f"bf16_frozen_{mode if mode == 'eval' else 'step'}_times"]) == 2
+    # one GPT-2 block: its 4 matrices (768x2304, 768x768, 768x3072, 3072x768) in bf16 instead of fp32
+    assert row["bf16_frozen_params_cast"] == 7_077_888
+    assert row["fp32_parameters_mb"] - row["bf16_frozen_parameters_mb"] == pytest.approx(7_077_888 * 2 / 2**20)
+    table = capsys.readouterr().out
+    assert "train auto/best" in table and "eval/s bf16 frozen-cast" in table

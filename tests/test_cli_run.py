@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, load_json, result_files, run_cli, run_subprocess
 
+from fpt_bench.cli import main
 from fpt_bench.results.store import read_result
 
 
@@ -143,3 +144,12 @@ def test_ls_and_plugins_json(capsys) -> None:
     assert plugins["bits"]["distribution"] == "fpt-bench"
     assert plugins["bits"]["registered"]["task"] == ["bit_memory", "bit_xor"]
     assert plugins["gpt2"]["status"] == "ok"
+
+
+def test_a_flag_error_is_one_message_and_where_to_look(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--precision", "foo"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err == ("fpt-bench run: error: argument --precision: invalid choice: 'foo' (choose from 'auto', 'fp32', "
+                   "'bf16')\n  (`fpt-bench run --help` lists what it takes)\n")  # not run's 20-line usage first

@@ -78,6 +78,9 @@ def test_lra_grayscale_formula() -> None:
 @pytest.mark.parametrize("breakage, message", [
     ("no_labels", "no 'labels' entry"),
     ("bad_label", "bad label 10 at index 2 (labels are 0..9)"),
+    ("float_label", "'labels' must be integers 0..9"),  # 0.9 was truncated to 0 and trained on
+    ("huge_label", "bad label 18446744073709551616 at index 1 (labels are 0..9)"),  # an OverflowError traceback
+    ("inf_label", "'labels' must be integers 0..9"),
     ("shape", "'data' must be a uint8 array of shape (N, 3072)"),
     ("count", "3 labels for 4 images"),
     ("truncated", "truncated or damaged pickle"),
@@ -89,6 +92,8 @@ def test_broken_batches(tmp_path: Path, breakage: str, message: str) -> None:
         del entry["labels"]
     elif breakage == "bad_label":
         entry["labels"][2] = 10
+    elif breakage in ("float_label", "huge_label", "inf_label"):
+        entry["labels"][1] = {"float_label": 0.9, "huge_label": 2**64, "inf_label": float("inf")}[breakage]
     elif breakage == "shape":
         entry["data"] = entry["data"][:, :3000]
     elif breakage == "count":

@@ -65,7 +65,12 @@ def test_file_states(tmp_path: Path) -> None:
         store.require_files("demo", tmp_path, files)
     message = str(err.value)
     assert message.startswith("data missing for task 'demo': 1 of 6 file(s) missing, 1 with a wrong checksum")
-    assert "fpt-bench data fetch demo" in message and "fpt-bench data import demo PATH" in message
+    assert "fpt-bench data fetch" not in message  # these files have no download address: fetching cannot help
+    assert "they have no download address: put them in place with `fpt-bench data import demo PATH`" in message
+    with pytest.raises(DataMissingError) as err:
+        store.require_files("demo", tmp_path, [DataFile("e", url="https://example.org/e")])
+    assert "run `fpt-bench data fetch demo` (needs the network), or copy the files from elsewhere and run " \
+           "`fpt-bench data import demo PATH`" in str(err.value)
     with pytest.raises(CorruptFileError, match="does not verify"):
         store.require_files("demo", tmp_path, files[3:4])
 
@@ -254,3 +259,15 @@ def test_a_cell_without_data_fails_alone_with_the_fix(tmp_path: Path, capsys) ->
                    str(tmp_path / "empty" / "MNIST" / "raw"), "fpt-bench data fetch mnist"):
         assert needed in failed["error"] and needed in captured.err
     assert not (tmp_path / "empty").exists()  # checking does not create the data directory
+
+
+def test_ragged_tokens_keep_every_id_in_the_smallest_type_that_holds_it(tmp_path: Path) -> None:
+    small = RaggedTokens.from_lists([np.array([1, 255]), np.array([0])], [0, 1])
+    wide = RaggedTokens.from_lists([np.array([1, 300, 70000])], [0])
+    assert (small.values.dtype, wide.values.dtype) == (np.uint8, np.uint32)
+    assert wide.values.tolist() == [1, 300, 70000]  # it wrapped to [1, 44, 112] when uint8 was the default
+    tokens, _ = cached_tokens(tmp_path, "demo", "train", {"md5": "w"}, lambda: wide)
+    again, info = cached_tokens(tmp_path, "demo", "train", {"md5": "w"}, lambda: wide)
+    assert info["cache"] == "hit" and again.padded()[0].tolist() == [[1, 300, 70000]]
+    with pytest.raises(ValueError, match="token ids 1..70000 do not fit in uint16"):
+        RaggedTokens.from_lists([np.array([1, 70000])], [0], dtype=np.uint16)

@@ -106,7 +106,9 @@ def test_attention_maps_of_a_rebuilt_cell(runs: Path, tmp_path: Path) -> None:
     stem = tmp_path / "att"
     assert main(["attention", str(result_file), "--index", "3", "--head", "1", "--output", str(stem)]) == 0
     assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG" and stem.with_suffix(".svg").exists()
-
+    assert main(["attention", str(result_file), "--index", "3"]) == 0  # the default: <result>.attention.png/.svg
+    assert result_file.with_name(result_file.name.removesuffix(".json") + ".attention.png").exists()
+    assert result_file.exists()
 
 def test_attention_needs_kept_parameters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, make_result("bit_xor"))

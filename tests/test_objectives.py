@@ -248,6 +248,26 @@ def test_a_forged_regression_result_is_refused(host, tmp_path: Path) -> None:
         check_result_file(path)
 
 
+def test_verify_reruns_a_regression_and_compares_its_metric(host, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from fpt_bench.cells.rerun import _numbers, compare
+
+    run(tmp_path, "count_on")
+    [path] = [p for p in result_files(tmp_path) if p.suffix == ".json"]
+    assert main(["verify", str(path), "--no-record"]) == 0, capsys.readouterr()  # bit for bit, MSE and curve too
+    recorded = read_result(path)
+    m = recorded.metrics
+    forged = recorded.model_copy(update={"metrics": m.model_copy(update={
+        "test_score": m.test_score * 1.5, "test_metrics": {**m.test_metrics, "mse": m.test_score * 1.5}})})
+    found = compare(forged, recorded)
+    assert [d.split(":")[0] for d in found.differences] == ["test_metrics.mse", "test_score"]
+    cpu_result = compare(recorded, recorded)
+    assert cpu_result.differences == [] and cpu_result.exact
+    # the scores a rerun is held to: the primary metric (final and selected), every metric, each curve point's
+    assert {"test_score", "test_score_final", "val_score", "val_score_final", "test_metrics.mae",
+            "curve[0].val_score"} <= set(_numbers(recorded))
+
+
 def test_the_leaderboard_ranks_a_regression_by_its_metric(host, tmp_path: Path) -> None:
     for lr in ("1e-4", "3e-3"):
         run(tmp_path / lr, "count_on", "--lr", lr)

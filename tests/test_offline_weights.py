@@ -13,9 +13,9 @@ import pytest
 from huggingface_hub import constants
 
 from fpt_bench import UserError
+from fpt_bench.api import availability
 from fpt_bench.cli import main
 from fpt_bench.host.manager import get_host
-from fpt_bench.api import availability
 
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -97,7 +97,8 @@ def test_tensorboard_missing_warns_once_and_the_run_goes_on(plugin_site, tmp_pat
     for step in (1, 2):
         loggers.fpt_bench_cell_evaluated(cell=cell, step=step, metrics={"val_accuracy": 0.5})
     err = capsys.readouterr().err
-    assert err.count("TensorBoard is not importable") == 1 and "pip install 'fpt-bench[tensorboard]'" in err
+    assert err.count("asks for TensorBoard, which is not importable") == 1
+    assert "pip install 'fpt-bench[tensorboard]'" in err
     assert not (tmp_path / "tb").exists()
 
 
@@ -117,3 +118,20 @@ def test_real_tensorboard_writes_event_files(plugin_site, tmp_path: Path, monkey
 def test_bad_log_flag_is_a_usage_error(flag: str, plugin_site, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*RUN, "--log", flag]) == 2
     assert "expected KIND=TARGET" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_log_target_that_is_not_a_file_is_said_once_and_never_waits(tmp_path: Path, kind: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    target = tmp_path / "events"
+    if kind == "fifo":
+        os.mkfifo(target)  # opening it for writing would wait for a reader forever
+    else:
+        target.mkdir()
+    loggers._broken.clear()
+    for _ in range(3):
+        loggers._append(str(target), "{}\n")
+    err = capsys.readouterr().err
+    assert err.count(f"fpt-bench: cannot log to {target}") == 1 and "not logging there for the rest" in err

@@ -52,6 +52,21 @@ def test_a_bar_on_a_terminal_shows_the_eta_with_evaluation() -> None:
     assert "10/10" in text and "loss=0.5000" in text and "val=0.750" in text and "eta=2m05s" in text
 
 
+def test_worker_processes_print_plain_lines_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("FPT_BENCH_PROGRESS", "lines")  # what the local executor's workers set
+    stream = Terminal()
+    p = Progress("bit_xor", stream=stream, interval=0.0)
+    p.start(total=2)
+    p.update(1, loss=0.5)
+    p.update(2, loss=0.4)
+    assert not p.bar_mode
+    assert stream.getvalue().splitlines()[0].startswith("bit_xor: step 1/2, loss 0.5000")
+
+
 def test_disabled_progress_prints_nothing() -> None:
     stream = io.StringIO()
     p = Progress("x", stream=stream, enabled=False, interval=0.0)

@@ -155,3 +155,16 @@ def test_log_kinds_of_plugins_are_accepted(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(UserError, match="did you mean 'printer'"):
         apply_log_flags(["printr=1"])
     sys.modules.pop("printer_logger", None)
+
+
+@pytest.mark.parametrize("content", [{"host": "elsewhere", "pid": 1, "token": "t"}, "garbage"])
+def test_a_lock_dated_in_the_future_does_not_hold_its_cell_forever(tmp_path: Path, content: object) -> None:
+    path = lock_path(tmp_path / "cell.json")
+    _write(path, content)
+    ahead = time.time() + 60  # clock skew between hosts: still a live lock
+    os.utime(path, (ahead, ahead))
+    assert is_stale(path) is False
+    ahead = time.time() + STALE_AFTER + 3600  # no heartbeat wrote that date: it would never age
+    os.utime(path, (ahead, ahead))
+    assert is_stale(path) is True
+    tally("hostile inputs handled", "lock files with garbage", 1)

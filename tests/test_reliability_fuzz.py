@@ -14,11 +14,10 @@ import gzip
 import io
 import json
 import pickle
-import signal
 import struct
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lb_support import make_result
-from reliability_support import tally
+from reliability_support import tally, within
 
 from fpt_bench import UserError
 
@@ -44,18 +43,8 @@ def fuzz(examples: int) -> settings:
 PER_INPUT_SECONDS = 20  # "never hangs": each input is parsed or refused within this (a loaded 2-core CPU)
 
 
-@contextlib.contextmanager
-def bounded(seconds: float = PER_INPUT_SECONDS) -> Iterator[None]:
-    def hung(*_: object) -> None:
-        raise TimeoutError(f"a parser ran for more than {seconds}s on one input")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def bounded(seconds: float = PER_INPUT_SECONDS) -> contextlib.AbstractContextManager[None]:
+    return within(seconds, "a parser ran on one input")
 
 
 def check(parser: str, where: Path, parse: Callable[[], Any]) -> Any:

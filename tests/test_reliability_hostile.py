@@ -12,19 +12,16 @@ test with the child's output instead of taking pytest down."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
 import json
 import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +40,7 @@ from hostile_support import (
     integer,
 )
 from lb_support import make_result, write
-from reliability_support import tally
+from reliability_support import tally, within
 from test_data_idx import idx_bytes, write_mnist
 
 from fpt_bench import CorruptFileError, UserError
@@ -56,19 +53,6 @@ def child(script: str, *args: str, timeout: float = 180) -> subprocess.Completed
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Fail instead of hanging: SIGALRM after ``seconds``."""
-    def hung(*_: object) -> None:
-        raise TimeoutError(f"still running after {seconds}s (a hang)")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ----------------------------------------------------------------------------------------------- 1. pickles
@@ -236,7 +220,7 @@ def test_archive_member_longer_than_its_header_is_refused(tmp_path: Path) -> Non
     central = raw.index(b"PK\x01\x02")
     raw[central + 24:central + 28] = struct.pack("<I", 100)  # and the central directory's
     archive.write_bytes(raw)
-    with pytest.raises(CorruptFileError, match="damaged archive"):
+    with pytest.raises(CorruptFileError, match="damaged or unsupported archive: member .a.bin. cannot be read"):
         safe_extract(archive, tmp_path / "out")
     assert not list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else True
     tally("untrusted inputs refused", "decompression bombs", 1)
@@ -370,3 +354,73 @@ def test_special_files_as_configs_and_data_are_refused_at_once(
             with within(30), pytest.raises(UserError, match="not a regular"):
                 read(path)
     tally("untrusted inputs refused", "special files (configs, data)", 5 * len(specials))
+
+
+def test_a_header_promise_must_fit_twice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A loader holds what it read and the array made of it: a promise of 60 % of free memory passed a 1x check,
+    then the process peaked at 1.85x and was killed."""
+    from fpt_bench.datastore import bounded
+    from fpt_bench.datastore.bounded import check_promise
+
+    monkeypatch.setattr(bounded, "available_memory", lambda: 1500)
+    check_promise(tmp_path / "f.gz", 750, "pixels")
+    with pytest.raises(CorruptFileError, match=r"f.gz: its header promises 1000 bytes of pixels; 2 copies of that "
+                                               r"are more than the 1500 bytes of memory free here"):
+        check_promise(tmp_path / "f.gz", 1000, "pixels")
+
+
+def test_zip_members_zipfile_cannot_read_and_huge_toml_integers_are_one_message(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from fpt_bench.cells.config import load_config_file
+    from fpt_bench.datastore.archive import safe_extract
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("a.bin", b"x" * 100)
+    data = bytearray(buf.getvalue())
+    data[8] = 99  # compression method 99 (AES) in the local and the central header: NotImplementedError
+    data[data.rfind(b"PK\x01\x02") + 10] = 99
+    (tmp_path / "m99.zip").write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="m99.zip: damaged or unsupported archive"):
+        safe_extract(tmp_path / "m99.zip", tmp_path / "out")
+    (tmp_path / "big.toml").write_text("seeds = [" + "9" * 5000 + "]\n")
+    with pytest.raises(UserError, match="big.toml is not valid TOML: Exceeds the limit"):
+        load_config_file(tmp_path / "big.toml")
+    tally("hostile inputs handled", "zip methods and TOML integers beyond the readers", 2)
+
+
+def test_paths_the_os_cannot_take_are_one_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fpt_bench.cli import main
+
+    config = tmp_path / "nul.toml"
+    config.write_text('tasks = ["bit_xor"]\noutput_dir = "a\\u0000b"\nprofile = "smoke"\n'
+                      '[backbone_args]\nweights = "random"\nn_layers = 1\nn_embd = 16\nn_head = 2\n')
+    assert main(["run", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == ("fpt-bench: error: a path (an option, a config file's value or an environment "
+                                       "variable) contains a NUL byte\n")
+    assert main(["data", "status", "mnist", "--data-dir", "~no-such-user-here/data"]) == 2
+    assert "a path starts with ~USER for a user this machine does not know" in capsys.readouterr().err
+    tally("hostile inputs handled", "paths with NUL bytes or unknown ~users", 2)
+
+
+def test_an_archive_member_larger_than_the_free_disk_is_refused_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import tarfile
+
+    from fpt_bench.datastore import archive as archive_module
+    from fpt_bench.datastore.archive import safe_extract
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"\0" * 100_000)
+    with tarfile.open(tmp_path / "b.tar.bz2", "w:bz2") as tar:
+        tar.add(source, arcname="train-images-idx3-ubyte")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(archive_module.shutil, "disk_usage", lambda p: usage._replace(free=50_000))
+    with pytest.raises(CorruptFileError, match="member 'train-images-idx3-ubyte' declares 100000 bytes, more than "
+                                               "the 50000 bytes free"):
+        safe_extract(tmp_path / "b.tar.bz2", tmp_path / "out")
+    assert not (tmp_path / "out" / "train-images-idx3-ubyte").exists()
+    tally("hostile inputs handled", "archive members larger than the free disk", 1)

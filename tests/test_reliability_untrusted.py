@@ -119,6 +119,48 @@ def test_plain_data_still_loads() -> None:
         assert back["scalar"] == np.float32(1.5) and back["c"] == 1 + 2j
 
 
+def pickle_bombs() -> dict[str, tuple[bytes, str]]:
+    """Pickles of plain data that name no global, each beyond a resource Python's unpickler does not bound."""
+    deep = b"\x80\x02}q\x00K\x01" + b"\x85" * 300_000 + b"K\x00s."  # a dict key nested 300,000 deep
+    deep_list = b"\x80\x02" + b"]" * 5_000 + b"a" * 4_999 + b"."  # lists appended into lists
+    return {
+        "a tuple key nested 300,000 deep (the C stack overflowed hashing it)": (deep, "nested more than 100 deep"),
+        "lists nested 5,000 deep": (deep_list, "nested more than 100 deep"),
+        "memo index 2**28 in 10 bytes": (b"\x80\x02K\x01r" + (2**28).to_bytes(4, "little") + b".",
+                                        "memo index 268435456 beyond what 2 opcodes could have stored"),
+        "memo read before written": (b"\x80\x02h\x05.", "memo entry 5 is read before it is written"),
+        "2,000,000 empty dicts": (b"\x80\x02](" + b"}" * 2_000_000 + b"e.", "bytes of objects from"),
+        "one dict referenced 3,000,000 times": (b"\x80\x02](}" + b"2" * 3_000_000 + b"e.", "bytes of objects from"),
+        "20,000 colliding dict keys": (pickle.dumps({i * (2**61 - 1): 0 for i in range(20_000)}, protocol=2),
+                                       "more than 10000 dict or set entries"),
+        "a frozenset of 20,000 items": (pickle.dumps(frozenset(range(20_000)), protocol=4),
+                                        "more than 10000 dict or set entries"),
+    }
+
+
+def test_pickles_beyond_a_resource_are_refused_before_unpickling(tmp_path: Path) -> None:
+    from fpt_bench_plugins.tasks.vision import read_cifar_batch
+
+    for name, (blob, reason) in pickle_bombs().items():
+        batch = tmp_path / "test_batch"
+        batch.write_bytes(blob)
+        with pytest.raises(CorruptFileError) as err:
+            read_cifar_batch(batch)
+        assert f"{batch}: refusing to unpickle: " in str(err.value) and reason in str(err.value), (name, err.value)
+    tally("untrusted inputs refused", "pickle bombs without globals (depth, memo, memory, collisions)",
+          len(pickle_bombs()))
+
+
+def test_a_real_sized_cifar_batch_passes_the_scan() -> None:
+    rng = np.random.default_rng(0)
+    batch = {"batch_label": "training batch 1 of 5", "labels": rng.integers(0, 10, 10_000).tolist(),
+             "data": rng.integers(0, 256, (10_000, 3072), dtype=np.uint8),
+             "filenames": [f"image_{i:05d}.png" for i in range(10_000)]}
+    for protocol in (2, 4, 5):
+        back = safepickle.loads(pickle.dumps(batch, protocol=protocol), "data_batch_1")
+        assert back["data"].shape == (10_000, 3072) and back["labels"] == batch["labels"]
+
+
 # ------------------------------------------------------------------------------------------- checkpoints
 def malicious_checkpoint(path: Path, marker: Path, honest: dict[str, Any] | None = None) -> None:
     """A torch.save file whose pickle calls open(marker, 'w') when loaded without weights_only."""
@@ -354,3 +396,24 @@ def test_failed_result_error_text_is_escaped_in_markdown(tmp_path: Path) -> None
     for fmt in ("github", "html"):
         out = render(table, fmt, "long")
         assert "<script>" not in out and "&lt;script&gt;" in out
+
+
+def test_markdown_links_and_spreadsheet_formulas_from_result_files_stay_text(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fpt_bench.leaderboard.render import csv_cell, md_escape
+
+    link = md_escape(r"\[click\](https://evil.example/phish)")  # a backslash of its own no longer undoes the escape
+    assert link == r"\\\[click\\\](https://evil.example/phish)"
+    assert csv_cell('=HYPERLINK("https://evil.example")') == '\'=HYPERLINK("https://evil.example")'
+    assert [csv_cell(v) for v in ("+1", "@SUM(A1)", "-2", "\tx", "bit_xor", 0.5, -0.5)] == \
+        ["'+1", "'@SUM(A1)", "'-2", "'\tx", "bit_xor", 0.5, -0.5]
+    write(tmp_path / "r", make_result("=cmd|' /C calc'!A0", seed=0, test=0.5, val=0.5))
+    code, out, _ = run_cli("leaderboard", str(tmp_path / "r"), "--format", "csv", "--layout", "long", capsys=capsys)
+    assert code == 0 and "'=cmd|' /C calc'!A0" in out
+    tally("hostile inputs handled", "injections into Markdown links and CSV formulas", 3)
+
+
+def test_a_task_named_dot_dot_stays_in_its_folder(tmp_path: Path) -> None:
+    from fpt_bench.results.store import _slug
+
+    assert [_slug(t) for t in ("..", ".", "", "a..b", "bit_xor")] == ["--", "-", "-", "a..b", "bit_xor"]

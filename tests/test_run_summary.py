@@ -58,6 +58,18 @@ next:
 """
 
 
+def test_a_run_whose_cells_all_failed_does_not_suggest_publishing(tmp_path: Path) -> None:
+    write(tmp_path, make_result("bit_memory", seed=0, test=None, val=None, status="failed", curve=[],
+                                backbone_args=SMALL, error="n_layers=9: the model has 4"))
+    results, _ = load_results([tmp_path])
+    text = render_summary(summary_table(results, DEMO), test_host(), DEMO, "results", scored=False, smoke=True)
+    assert "  note: profile smoke: a few steps that prove the pipeline runs; these numbers mean nothing yet" in text
+    assert "Random  bit_memory  failed: reason above" in text
+    assert text.endswith("\nnext:\n  every cell failed: fix what its error says (above) and run the same command "
+                         "again\n")
+    assert "--publish" not in text
+
+
 def test_every_run_ends_with_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["run", "--task", "bit_xor", "--backbone-args", TINY, "--profile", "smoke", "--steps", "2",
@@ -79,7 +91,7 @@ def test_first_run_is_minilm_pretrained_vs_random_on_bit_xor() -> None:
     for cell in suite.cells:
         assert cell.hparams.model_dump(exclude_none=True) == FIRST_RUN_HPARAMS
     assert [step.split("  #")[0] for step in suite.next_steps] == [
-        "fpt-bench run --suite first_run --seeds 1,2", "fpt-bench run --suite offline --profile smoke --seeds 0",
+        "fpt-bench run --suite first_run --seeds 0,1,2", "fpt-bench run --suite offline --profile smoke --seeds 0",
         "fpt-bench run --suite offline --task bit_xor"]
 
 

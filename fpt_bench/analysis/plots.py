@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -36,15 +37,20 @@ def text(s: object) -> str:
 
 
 def save(fig: Any, stem: Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg``; returns both paths."""
+    """Write ``stem.png`` and ``stem.svg`` (the suffixes are added: ``R.attention`` gives ``R.attention.png``, it
+    does not replace ``.attention``); returns both paths."""
     import matplotlib
 
+    from fpt_bench.infra.atomic import atomic_write
+
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
     with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):
-        fig.savefig(paths[0], dpi=110, metadata={"Software": None})
-        fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
+        for path, options in zip(paths, ({"format": "png", "dpi": 110, "metadata": {"Software": None}},
+                                         {"format": "svg", "metadata": {"Date": None, "Creator": None}}), strict=True):
+            image = io.BytesIO()
+            fig.savefig(image, **options)  # drawn in memory, then written atomically (a file or its old version)
+            atomic_write(path, lambda handle, image=image: handle.write(image.getvalue()))
     return paths
 
 

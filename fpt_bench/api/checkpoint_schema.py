@@ -96,8 +96,29 @@ def check_tensors(path: Path, tensors: Header, aliases: dict[str, str], architec
     limit = len(tensors) + len(aliases)
     problems += [f"architecture {key} = {value} layers, but the file holds only {limit} tensors"
                  for key, value in _layer_counts(architecture, "architecture") if value > limit]
+    # a classification head's label count is not the backbone's, yet transformers builds a label map of that size
+    # from it (num_labels = 4,000,000: gigabytes before anything else is checked)
+    problems += [f"architecture {key} = {value} labels (at most {MAX_LABELS})"
+                 for key, value in _label_counts(architecture, "architecture") if value > MAX_LABELS]
     if problems:
         raise CorruptFileError(f"{path}: not a consistent backbone checkpoint: {'; '.join(problems[:3])}")
+
+
+MAX_LABELS = 100_000
+
+
+def _label_counts(value: Any, where: str) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{where}.{key}"
+            if "label" in str(key).lower():
+                if isinstance(item, int) and not isinstance(item, bool):
+                    found.append((here, item))
+                elif isinstance(item, dict | list):
+                    found.append((here, len(item)))
+            found += _label_counts(item, here)
+    return found
 
 
 def _layer_counts(value: Any, where: str) -> list[tuple[str, int]]:

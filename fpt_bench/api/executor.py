@@ -7,6 +7,11 @@ two users never run it twice, and a finished cell is never rerun), runs it and w
 ``report`` with each cell's :class:`CellOutcome`. ``ctx`` (a :class:`RunContext`) pickles, so worker processes and
 cluster workers receive it; ``ctx.executor_options`` holds the executor's validated options. A cluster executor
 whose workers cannot write where the driver reads hands the returned result to :func:`store_result`.
+
+Worker processes and signals: an executor that starts processes starts them under :func:`signals_blocked`, calls
+:func:`worker_signal_handlers` first thing in each worker and runs each cell there inside :func:`worker_cell`. A
+signal (Ctrl-C, SIGTERM, SIGHUP) then stops a running cell like Ctrl-C does (lock released, checkpoint kept) by
+raising :class:`Stopped` (a ``KeyboardInterrupt``), and an idle worker takes no more cells, without a traceback.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from fpt_bench.api.options import Configurable
 from fpt_bench.api.specs import ExecutorSpec
 from fpt_bench.cells.claim import CellOutcome, Report, run_claimed
 from fpt_bench.cells.context import RunContext
+from fpt_bench.infra.signals import Stopped, signals_blocked, worker_cell
+from fpt_bench.infra.signals import worker_handlers as worker_signal_handlers
 from fpt_bench.results.schema import CellResult
 from fpt_bench.results.store import write_result
 
-__all__ = ["CellOutcome", "Executor", "ExecutorBase", "Report", "RunContext", "run_claimed", "store_result"]
+__all__ = ["CellOutcome", "Executor", "ExecutorBase", "Report", "RunContext", "Stopped", "run_claimed",
+           "signals_blocked", "store_result", "worker_cell", "worker_signal_handlers"]
 
 
 class Executor(Protocol):

@@ -16,17 +16,15 @@ from fpt_bench.api.structure import RoleMap
 Sizes = Callable[[Any, int | None, int | None], dict[str, Any]]
 
 
-def _no_sizes(config: Any, n_embd: int | None, n_head: int | None) -> dict[str, Any]:
-    return {}
-
-
 @dataclass(frozen=True)
 class ModelFamily:
     """How fpt-bench uses one transformers architecture family (``config.model_type``) as a frozen backbone.
 
     ``roles`` maps module paths relative to the model (an instance of ``model_class``) to roles; every parameter
     must be covered (the deepest listed owner wins). ``sizes(config, n_embd, n_head)`` returns the config changes
-    for ``weights=random`` with ``n_embd``/``n_head`` given."""
+    for ``weights=random`` with ``n_embd``/``n_head`` given (every width that follows from them: hidden size,
+    feed-forward width, heads, key/value heads, head width); a family without ``sizes`` refuses
+    ``n_embd``/``n_head`` rather than ignore them."""
 
     model_type: str
     model_class: str  # a transformers class that takes inputs_embeds and has no LM head, e.g. "LlamaModel"
@@ -37,7 +35,7 @@ class ModelFamily:
     position_offset: int = 0  # table rows before position 0 (OPT: 2)
     input_width_key: str = "hidden_size"  # config key of the width of inputs_embeds and of the output
     dropout_keys: tuple[str, ...] = ()  # config keys that ``dropout=`` sets
-    sizes: Sizes = _no_sizes
+    sizes: Sizes | None = None
     sdpa: bool = True  # build with attn_implementation="sdpa" where transformers has it (False: "eager")
     # modules (paths inside a layer) whose weight the model may use without calling the module (fused kernels):
     # forward-hook adapters (LoRA) would not act on them, so they are not adapted
@@ -83,6 +81,12 @@ def family_of(config: Any, source: str, kind: str, backbone: str, families: dict
     """The family of ``config`` among ``families`` for a backbone of ``kind``; one clear error otherwise."""
     model_type = str(getattr(config, "model_type", None))
     family = families.get(model_type)
+    shared = sorted(n for n in families if n.rpartition(":")[2] == model_type and ":" in n)
+    if family is None and shared:  # several plugins register it and none is a built-in (docs/writing-plugins.md)
+        plugins = ", ".join(n.rpartition(":")[0] for n in shared)
+        raise UserError(f"model family {model_type!r} is registered by several plugins ({', '.join(shared)}) and "
+                        f"{backbone} picks a family by the model's model_type, so it cannot choose: keep one of "
+                        f"{plugins} (uninstall the others, or name them in FPT_BENCH_DISABLE_PLUGINS)")
     if family is not None and family.kind == kind:
         return family
     if family is not None:

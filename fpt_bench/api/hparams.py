@@ -14,23 +14,33 @@ from pydantic.fields import FieldInfo
 
 from fpt_bench.api.options import Strict
 
+# Upper bounds: far beyond any run (the paper's longest is 40,000 steps of 16 examples), low enough that every count
+# fits the integer types the kernels take; whether a batch fits the device is checked before the first step
+# (fpt_bench.cells.sizes). Every float is finite.
+MAX_STEPS = 10**9
+MAX_PER_STEP = 2**31 - 1
+MAX_EXAMPLES = 2**63 - 1
+
 
 class TrainHParams(Strict):
     """Fully resolved training hyperparameters of one cell."""
 
-    steps: int = Field(gt=0, description="optimizer steps")
-    batch_size: int = Field(gt=0, description="examples per optimizer step")
-    lr: float = Field(gt=0, description="Adam's learning rate")
-    grad_accum: int = Field(default=1, gt=0, description="accumulation chunks per step (same effective batch)")
-    grad_clip: float = Field(default=1.0, ge=0, description="gradient-norm clip (0: none)")
-    weight_decay: float = Field(default=0.0, ge=0, description="Adam's weight decay")
+    steps: int = Field(gt=0, le=MAX_STEPS, description="optimizer steps")
+    batch_size: int = Field(gt=0, le=MAX_PER_STEP, description="examples per optimizer step")
+    lr: float = Field(gt=0, allow_inf_nan=False, description="Adam's learning rate")
+    grad_accum: int = Field(default=1, gt=0, le=MAX_PER_STEP,
+                            description="accumulation chunks per step (same effective batch)")
+    grad_clip: float = Field(default=1.0, ge=0, allow_inf_nan=False, description="gradient-norm clip (0: none)")
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="Adam's weight decay")
     input_dropout: float = Field(default=0.1, ge=0, lt=1, description="dropout after the input layer (paper: 0.1)")
-    eval_every: int = Field(gt=0, description="steps between evaluations on the whole validation split")
-    eval_batch_size: int = Field(default=256, gt=0, description="examples per evaluation batch")
-    checkpoint_every: int = Field(default=0, ge=0, description="steps between checkpoints (0: none)")
-    train_examples: int | None = Field(default=None, gt=0, description="use the first N training examples")
-    val_examples: int | None = Field(default=None, gt=0, description="use the first N validation examples")
-    test_examples: int | None = Field(default=None, gt=0, description="use the first N test examples")
+    eval_every: int = Field(gt=0, le=MAX_STEPS, description="steps between evaluations on the whole validation split")
+    eval_batch_size: int = Field(default=256, gt=0, le=MAX_PER_STEP, description="examples per evaluation batch")
+    checkpoint_every: int = Field(default=0, ge=0, le=MAX_STEPS, description="steps between checkpoints (0: none)")
+    train_examples: int | None = Field(default=None, gt=0, le=MAX_EXAMPLES,
+                                       description="use the first N training examples")
+    val_examples: int | None = Field(default=None, gt=0, le=MAX_EXAMPLES,
+                                     description="use the first N validation examples")
+    test_examples: int | None = Field(default=None, gt=0, le=MAX_EXAMPLES, description="use the first N test examples")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="auto", description="bf16 autocast or fp32; auto: what is faster here (docs/performance.md)")
     compile: bool = Field(default=False, description="torch.compile the model (training and evaluation)")

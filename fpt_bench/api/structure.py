@@ -87,15 +87,22 @@ def layers_of(root: nn.Module, role_map: RoleMap, prefix: str = "") -> dict[str,
             for name, _ in layer.named_parameters()}
 
 
+# Upper bounds of the size options: several times any published transformer (GPT-3: 96 layers of width 12,288 and
+# 96 heads); what the machine can hold is checked before building (fpt_bench.api.memory).
+MAX_LAYERS, MAX_WIDTH, MAX_HEADS = 1024, 65536, 1024
+MAX_POSITIONS = 1 << 20  # position-table rows (the longest task here: 2,000 tokens)
+
+
 class TransformerOptions(BaseModel):
     """Options every transformer backbone has: the weight source, the source model, depth, random-init sizes."""
 
     model_config = ConfigDict(extra="forbid")
     weights: str = Field(default="pretrained", description=WEIGHTS_HELP)
     source: str | None = Field(default=None, description="hub id or local directory of the pretrained model")
-    n_layers: int | None = Field(default=None, gt=0, description="keep only the first n layers (blocks)")
-    n_embd: int | None = Field(default=None, gt=0, description="width (weights=random only)")
-    n_head: int | None = Field(default=None, gt=0, description="attention heads (weights=random only)")
+    n_layers: int | None = Field(default=None, gt=0, le=MAX_LAYERS,
+                                description="keep only the first n layers (blocks)")
+    n_embd: int | None = Field(default=None, gt=0, le=MAX_WIDTH, description="width (weights=random only)")
+    n_head: int | None = Field(default=None, gt=0, le=MAX_HEADS, description="attention heads (weights=random only)")
 
     @field_validator("weights")
     @classmethod
@@ -114,3 +121,25 @@ class TransformerOptions(BaseModel):
     @property
     def weight_source(self) -> WeightSource:
         return parse_weights(self.weights, KINDS)
+
+
+class PresetOptions(TransformerOptions):
+    """Options of a backbone that loads a model of several families: ``preset=`` (a short name), ``source=`` (a hub
+    id or folder) or, for random init, ``family=`` (a family's default config). Subclasses narrow the types."""
+
+    preset: str | None = Field(default=None, description="a known model by short name")
+    family: str | None = Field(default=None, description="weights=random without a source: that family's default "
+                                                         "config")
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout (default: the model's own)")
+
+    @model_validator(mode="after")
+    def _which(self) -> Any:
+        weights = self.weight_source
+        if self.family and (weights.kind != "random" or self.source or self.preset):
+            raise ValueError("family= only applies to weights=random without source= or preset=")
+        if self.source and self.preset:
+            raise ValueError("give source= or preset=, not both")
+        if not (weights.from_checkpoint or self.source or self.preset or self.family):
+            raise ValueError("give preset=NAME or source=HUB_ID_OR_DIR (or family=NAME with weights=random); "
+                             "`fpt-bench ls backbones --options` lists the presets")
+        return self

@@ -20,26 +20,47 @@ from fpt_bench.api.backbone import Backbone, BackboneModule
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.errors import UserError
-from fpt_bench.api.structure import TransformerOptions
-from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_
+from fpt_bench.api.memory import build_within_memory
+from fpt_bench.api.roles import Role
+from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure, submodule
+from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_, truncate_layers
 
 STATS_INIT = "per-tensor Gaussian with the pretrained tensor's mean and std"
 
 
 class TransformerModule(BackboneModule):
     """A module a ``TransformerBackbone`` builds: it keeps the provenance the result records and can drop its last
-    blocks (``truncate``)."""
+    blocks (``truncate``). Its parameters' roles and layers come from ``role_map`` (a :class:`RoleMap` of the
+    model at path ``role_prefix`` inside the module; a new position table at ``position`` has role position)."""
+
+    role_map: RoleMap
+    role_prefix: str = ""
 
     def __init__(self, provenance: dict[str, Any]) -> None:
         super().__init__()
         self._provenance = provenance
 
+    def parameter_roles(self) -> dict[str, Role]:
+        extra = {"position": Role.POSITION} if isinstance(getattr(self, "position", None), nn.Parameter) else None
+        return roles_from_structure(self, self.role_map, prefix=self.role_prefix, extra=extra)
+
+    def parameter_layers(self) -> dict[str, int]:
+        return layers_of(self, self.role_map, prefix=self.role_prefix)
+
     def provenance(self) -> dict[str, Any]:
         return self._provenance
 
     def truncate(self, n_layers: int | None, what: str) -> None:
-        """Keep the first ``n_layers`` blocks (all when None); ``what`` names the model in errors."""
-        raise NotImplementedError
+        """Keep the first ``n_layers`` blocks (all when None); ``what`` names the model in errors. The default cuts
+        the ModuleList at ``role_map.layers`` (under ``role_prefix``) and sets ``n_layers``; override it (and call
+        it) when a config also records the depth."""
+        path = ".".join(p for p in (self.role_prefix, self.role_map.layers) if p)
+        parent_path, _, attribute = path.rpartition(".")
+        parent = submodule(self, parent_path)
+        if parent is None or not isinstance(getattr(parent, attribute, None), nn.ModuleList):
+            raise TypeError(f"{type(self).__name__} has no ModuleList of blocks at {path!r} (role_map.layers under "
+                            f"role_prefix): override truncate()")
+        self.n_layers = truncate_layers(parent, attribute, n_layers, what)
 
     def stats_target(self) -> nn.Module:
         """What ``weights=stats`` redraws (default: everything; a new position table is left as initialised)."""
@@ -48,7 +69,11 @@ class TransformerModule(BackboneModule):
 
 class TransformerBackbone(Backbone):
     """Base of transformer backbones: implement ``random_module``, ``pretrained_module`` and
-    ``checkpoint_module`` (each gets the provenance dict to keep and may add to it), ``source`` and ``finish``.
+    ``checkpoint_module`` (each gets the provenance dict to keep and may add to it, and returns a
+    :class:`TransformerModule`), and, where needed, ``source`` and ``finish``. ``build`` picks the constructor for
+    ``weights=`` (random / pretrained / stats / checkpoint:PATH / result:R.json), then keeps the first ``n_layers``
+    blocks (``TransformerModule.truncate``), then calls ``finish``. ``--save-backbone`` and ``weights=checkpoint:``
+    need ``kind``, ``architecture_schema`` and the module's ``architecture()``.
 
     ``kind`` is the architecture tag written into backbone checkpoints (``BackboneModule.architecture()["kind"]``);
     a checkpoint of another kind is refused with the backbone to use instead, and ``architecture_schema`` (a pydantic
@@ -106,8 +131,10 @@ class TransformerBackbone(Backbone):
             raise UserError(reason)
         weights = options.weight_source
         what = "the model"
-        if weights.kind == "random":
-            module = self.random_module(options, max_len, {"weights": "random", "init": self.random_init})
+        if weights.kind == "random":  # measured on the meta device first: a forged size allocates nothing
+            module = build_within_memory(
+                lambda: self.random_module(options, max_len, {"weights": "random", "init": self.random_init}),
+                f"backbone {self.spec.name!r} ({_sizes(options)})", "choose smaller n_layers / n_embd")
         elif weights.from_checkpoint:
             checkpoint = open_checkpoint(weights, self.kind, self.architecture_schema)
             origin = checkpoint_provenance(checkpoint)
@@ -123,7 +150,11 @@ class TransformerBackbone(Backbone):
             if weights.kind == "stats":
                 provenance["tensors_redrawn"] = stats_init_(module.stats_target())
                 provenance["init"] = STATS_INIT
-        if weights.kind != "random":
-            module.truncate(options.n_layers, what)
+        module.truncate(options.n_layers, what)  # random_module may build n_layers blocks to begin with
         self.finish(module, options, max_len)
         return module
+
+
+def _sizes(options: Any) -> str:
+    given = {k: getattr(options, k, None) for k in ("n_layers", "n_embd", "n_head")}
+    return ", ".join(f"{k}={v}" for k, v in given.items() if v is not None) or "its default sizes"

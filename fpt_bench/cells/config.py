@@ -118,6 +118,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise UserError(f"config file {path} is not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise UserError(f"config file {path} is not valid TOML: {str(exc)[:200]}") from None
     except OSError as exc:  # a folder, no permission
         raise UserError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
 

@@ -33,7 +33,7 @@ from fpt_bench.conformance.contracts import (
     check_split,
     check_trainable,
 )
-from fpt_bench.training.precision import autocast, resolve_precision
+from fpt_bench.training.precision import autocast
 
 
 class PluginContractError(UserError):
@@ -69,12 +69,14 @@ def apply_policy(host: Any, cell: CellConfig, model: FPTModel, policy: Any) -> N
     _guard(host, "policy", cell.policy, lambda: check_trainable(model, spec.max_len))
 
 
-def check_run(host: Any, cell: CellConfig, model: FPTModel, train: Any, evaluation: dict[str, SplitData]) -> None:
+def check_run(host: Any, cell: CellConfig, model: FPTModel, train: Any, evaluation: dict[str, SplitData],
+              precision: str = "fp32") -> None:
     """Before the first step: the task's data against its spec and the backbone's output width (see the module
-    docstring). ``train``: the cell's TrainingData; ``evaluation``: its validation and test splits, on the device."""
+    docstring). ``train``: the cell's TrainingData; ``evaluation``: its validation and test splits, on the device;
+    ``precision``: the cell's training precision (``fp32`` or ``bf16``)."""
     _guard(host, "task", cell.task, lambda: _check_data(model.task, train, evaluation))
     if cell.hparams.compile:  # a hook removed after its first call would make torch.compile compile again
-        _guard(host, "backbone", cell.backbone, lambda: _check_width(model, evaluation, cell))
+        _guard(host, "backbone", cell.backbone, lambda: _check_width(model, evaluation, precision))
     else:
         watch_width(host, cell, model)
 
@@ -104,7 +106,7 @@ def _check_data(spec: Any, train: Any, evaluation: dict[str, SplitData]) -> None
 WIDTH_PROBE = 16  # positions of the example the backbone's output width is checked on
 
 
-def _check_width(model: FPTModel, evaluation: dict[str, SplitData], cell: CellConfig) -> None:
+def _check_width(model: FPTModel, evaluation: dict[str, SplitData], precision: str) -> None:
     """The backbone's hidden states on the first ``WIDTH_PROBE`` positions of one real example have the width it
     declares (under torch.compile, where ``watch_width``'s hook cannot be used)."""
     module = model.backbone
@@ -117,7 +119,7 @@ def _check_width(model: FPTModel, evaluation: dict[str, SplitData], cell: CellCo
     model.eval()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), \
-                autocast(device, resolve_precision(cell.hparams.precision, device)):
+                autocast(device, precision):
             embeds = model.input(x)
             check_hidden(module, embeds, module(embeds, mask))
     finally:

@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fpt_bench.api.errors import CorruptFileError, UserError
+from fpt_bench.infra.destination import make_folder, refused
 from fpt_bench.infra.safe_read import kind_of, read_text
 
 STALE_AFTER = 300.0
@@ -103,6 +104,8 @@ def is_stale(path: Path, now: float | None = None) -> bool:
         age = (now or time.time()) - path.stat().st_mtime
     except FileNotFoundError:
         return False  # gone: not stale, simply free
+    if age < -STALE_AFTER:  # dated further ahead than any clock skew: no heartbeat wrote that; it would never age
+        age = float("inf")
     if owner is None:
         return False
     if isinstance(owner, str):
@@ -138,7 +141,7 @@ class CellLock:
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent)  # a file there, a read-only disk: one error naming the folder
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -153,6 +156,8 @@ class CellLock:
                 else:
                     grave.unlink(missing_ok=True)
                 continue
+            except OSError as exc:
+                raise refused(exc, self.path) from exc
             with os.fdopen(fd, "w") as handle:
                 json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
                            "since": time.time()}, handle)

@@ -21,15 +21,17 @@ from fpt_bench.api.seeding import derive_seed, seed_everything
 from fpt_bench.cells import contract_check
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.profiles import task_options as task_options_for
+from fpt_bench.cells.sizes import check_cell_fits
+from fpt_bench.infra.failures import bad_path_message, is_out_of_memory
 from fpt_bench.infra.progress import Progress
-from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, Provenance, Timing
+from fpt_bench.results.schema import CellInfo, CellResult, Metrics, Parameters, PrecisionAuto, Provenance, Timing
 from fpt_bench.results.store import checkpoint_path, selected_params_path, write_result
 from fpt_bench.training import distributed
+from fpt_bench.training import precision_auto as precision_choice
 from fpt_bench.training.batches import TrainingData
 from fpt_bench.training.determinism import deterministic_algorithms
 from fpt_bench.training.flops import measure_peak_flops
 from fpt_bench.training.loop import Trainer
-from fpt_bench.training.precision import resolve_precision
 
 
 @cache
@@ -60,7 +62,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     task = host.tasks.get(cell.task)
     task_options = task_options_for(task, cell.task_args, cell.profile)
     spec = task.resolve_spec(task_options)
-    precision = resolve_precision(cell.hparams.precision, device)
+    choice = precision_choice.static(cell.hparams.precision, device)  # auto on a CPU: decided once the model exists
+    precision = eval_precision = choice.train if choice is not None else "fp32"
     seeds = seed_everything(cell.seed)
     info = CellInfo(
         task=cell.task, task_version=spec.version, task_args=cell.task_args,
@@ -93,20 +96,28 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         backbone_plugin = host.backbones.get(cell.backbone)
         module = backbone_plugin.build(backbone_plugin.options(cell.backbone_args), spec.max_len)
         backbone_info = module.provenance()
+        if ctx.save_backbone and not module.architecture().get("kind"):  # checked before training, not after
+            raise UserError(f"--save-backbone: backbone {cell.backbone!r} cannot be saved for reloading: its "
+                            f"module's architecture() does not describe it (a kind and what rebuilds it; "
+                            f"docs/api.md, 'Saving and reloading a backbone'); run without --save-backbone")
         model = FPTModel(spec, module, input_dropout=hp.input_dropout)
         policy = host.policies.get(cell.policy)
         contract_check.apply_policy(host, cell, model, policy)  # policy.apply, with the plugin contract around it
+        check_cell_fits(model, spec, hp, device, train_split,  # sizes beyond the device: refused before any step
+                        max([len(val), *map(len, tests.values())]))
         model.to(device)
         parameters = Parameters(**model.parameter_counts(spec.max_len))
+        choice = precision_choice.for_cell(hp, device, model, spec.max_len)
+        precision, eval_precision = choice.train, choice.eval
 
         data = TrainingData(task, task_options, train_split, seeds["data"], hp.batch_size, device)
-        contract_check.check_run(host, cell, model, data, {spec.val_split: val, **tests})
+        contract_check.check_run(host, cell, model, data, {spec.val_split: val, **tests}, precision)
         progress = Progress(label=cell.task, enabled=ctx.progress)
         trainer = Trainer(
             cell=cell, model=model, train=data, val=val, tests=tests, device=device, precision=precision,
             checkpoint=checkpoint_path(result_file), progress=progress,
             on_eval=lambda step, metrics: host.emit("fpt_bench_cell_evaluated", cell=cell, step=step,
-                                                    metrics=metrics),
+                                                    metrics=metrics), eval_precision=eval_precision,
         )
         with deterministic_algorithms(ctx.deterministic):
             outcome = trainer.run()
@@ -120,22 +131,31 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         status, error, outcome, error_kind = "failed", str(exc), None, getattr(exc, "error_kind", "user")
         metrics = _empty_metrics()
     except Exception as exc:  # noqa: BLE001 - a bug in one cell must not end the sweep
-        status, outcome, error_kind = "failed", None, "internal"
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-8)}"
-        metrics = _empty_metrics()
-        print(f"fpt-bench: cell {cell.label()} raised:\n{traceback.format_exc()}", file=sys.stderr)
+        status, outcome, metrics = "failed", None, _empty_metrics()
+        if is_out_of_memory(exc):  # not a bug: the sizes asked for more than the device holds
+            error_kind = "user"
+            error = (f"out of memory ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}); choose a "
+                     "smaller backbone, --batch-size or --eval-batch-size")
+        elif bad_path_message(exc) is not None:  # weights=checkpoint:~nobody/x, a NUL byte in an option
+            error_kind, error = "user", str(bad_path_message(exc))
+        else:
+            error_kind = "internal"
+            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-8)}"
+            print(f"fpt-bench: cell {cell.label()} raised:\n{traceback.format_exc()}", file=sys.stderr)
     wall = time.perf_counter() - t0
+    threads = outcome.threads if outcome is not None and outcome.threads else torch.get_num_threads()
     result = CellResult(
         cell=info, status=status, error=error, error_kind=error_kind, metrics=metrics, parameters=parameters,
         timing=_timing(outcome, wall, device, precision), provenance=Provenance(
             harness_version=__version__, plugins=host.versions(), components=contract_check.components(host, cell),
             python=platform.python_version(),
             torch=torch.__version__, transformers=_transformers_version(),
-            platform=platform.platform(), git_hash=git_hash(), device=_device_name(device), precision=precision,
+            platform=platform.platform(), git_hash=git_hash(), device=_device_name(device, threads),
+            precision=precision, eval_precision=eval_precision, precision_auto=_precision_auto(cell, choice),
             config_hash=cell.config_hash(), seeds=seeds, data=_jsonable(data_info), backbone=_jsonable(backbone_info),
             saved_backbone=saved_backbone,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), deterministic=ctx.deterministic,
-            speed=outcome.speed if outcome is not None else None,
+            speed=outcome.speed if outcome is not None else None, threads=threads,
         ),
     )
     if distributed.is_main():  # under torchrun, rank 0 alone writes
@@ -178,6 +198,12 @@ def _save_backbone(model: FPTModel, result_file: Path, cell: CellConfig, outcome
     return path.name
 
 
+def _precision_auto(cell: CellConfig, choice: precision_choice.Choice | None) -> PrecisionAuto | None:
+    if cell.hparams.precision != "auto" or choice is None:
+        return None
+    return PrecisionAuto(**choice.record())
+
+
 def _empty_metrics() -> Metrics:
     return Metrics(test_accuracy=None, test_accuracy_final=None, val_accuracy=None, val_accuracy_final=None,
                    best_step=None, train_loss=None)
@@ -207,10 +233,10 @@ def _timing(outcome, wall: float, device: torch.device, precision: str) -> Timin
     )
 
 
-def _device_name(device: torch.device) -> str:
+def _device_name(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({platform.processor() or platform.machine()}, {threads} threads)"
 
 
 def _jsonable(value: object) -> object:

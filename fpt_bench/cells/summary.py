@@ -58,7 +58,12 @@ def _grid(rows: list[tuple[str, ...]]) -> list[str]:
             *(fmt.format(*r).rstrip() for r in rows)]
 
 
-def render_summary(table: Table, host: Any, suite: Any | None, output_dir: str) -> str:
+SMOKE_NOTE = ("profile smoke: a few steps that prove the pipeline runs; these numbers mean nothing yet (the quick "
+              "and paper profiles train)")
+
+
+def render_summary(table: Table, host: Any, suite: Any | None, output_dir: str, scored: bool = True,
+                   smoke: bool = False) -> str:
     rows = rows_of(table, host)
     if not rows:
         return ""
@@ -77,7 +82,10 @@ def render_summary(table: Table, host: Any, suite: Any | None, output_dir: str) 
         out.append(f"  paper: the paper's number for the same row and column ({suite.source})")
     else:
         out.append("  paper: — where the paper has no number for these cells")
-    out += [f"  note: {note}" for note in (suite.notes if suite is not None else [])]
+    out += [f"  note: {note}" for note in ([SMOKE_NOTE] if smoke else []) + (suite.notes if suite is not None else [])]
+    if not scored:  # every cell failed: nothing worth publishing yet
+        out += ["", "next:", "  every cell failed: fix what its error says (above) and run the same command again"]
+        return "\n".join(out) + "\n"
     steps = list(suite.next_steps) if suite is not None else []
     steps += [f"fpt-bench leaderboard {output_dir} --publish site/  # these results as a page (site/index.html)",
               "fpt-bench ls suites  # the paper's tables as runnable grids"]
@@ -101,5 +109,7 @@ def print_run_summary(outcomes: list[Any], suite_name: str | None, host: Any, ou
         return
     results, _ = load_results(paths)
     suite = host.suites.get(suite_name) if suite_name else None
-    text = render_summary(summary_table(results, suite), host, suite, str(output_dir))
+    scored = any(r.result.status != "failed" for r in results)
+    smoke = {r.result.cell.profile for r in results} == {"smoke"}
+    text = render_summary(summary_table(results, suite), host, suite, str(output_dir), scored, smoke)
     (out or sys.stdout).write(text)

@@ -2,6 +2,6 @@
 
 import sys
 
-from fpt_bench.cli.app import main
+from fpt_bench.cli import main
 
 sys.exit(main())

@@ -7,18 +7,25 @@ except ``run`` (its flags include the executors' options, which come from plugin
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 from typing import Any
 
 from fpt_bench.api.errors import UserError
-from fpt_bench.cli import authoring, data, leaderboard, listing, run
+from fpt_bench.cli import authoring, data, leaderboard, listing, run, verify
+from fpt_bench.infra.signals import quiet_exit, stop_signals_as_interrupts
+
+
+class BriefParser(argparse.ArgumentParser):
+    """A parser whose errors are one message and where to look, not the whole usage (``run``'s is 20 lines)."""
+
+    def error(self, message: str) -> Any:  # argparse's contract: print and exit with code 2
+        self.exit(2, f"{self.prog}: error: {message}\n  (`{self.prog} --help` lists what it takes)\n")
 
 
 def parser(host: Any = None) -> argparse.ArgumentParser:
     """The command line; with ``host``, ``run`` also has its plugins' flags."""
-    top = argparse.ArgumentParser(prog="fpt-bench", description="Benchmark frozen pretrained transformers.")
+    top = BriefParser(prog="fpt-bench", description="Benchmark frozen pretrained transformers.")
     top.add_argument("--version", action="store_true", help="print the version and exit")
     sub = top.add_subparsers(dest="command")
     run.add_parser(sub, host)
@@ -26,12 +33,13 @@ def parser(host: Any = None) -> argparse.ArgumentParser:
     leaderboard.add_parser(sub)
     authoring.add_parser(sub)
     data.add_parser(sub)
+    verify.add_parser(sub)
     return top
 
 
 COMMANDS = {"run": run.cmd_run, "plugins": listing.cmd_plugins, "ls": listing.cmd_ls, "schema": listing.cmd_schema,
             "data": data.run, **dict.fromkeys(leaderboard.COMMANDS, leaderboard.run),
-            "check-plugin": authoring.run, "new-plugin": authoring.run}
+            "check-plugin": authoring.run, "new-plugin": authoring.run, "verify": verify.run}
 
 
 def run_config(argv: list[str]) -> Any:
@@ -49,6 +57,14 @@ def _wants_run(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    with stop_signals_as_interrupts():  # SIGTERM and SIGHUP stop like Ctrl-C (fpt_bench/infra/signals.py)
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:  # Ctrl-C or a stop signal, wherever it came: the same one line
+            return quiet_exit(exc)
+
+
+def _main(argv: list[str]) -> int:
     try:
         host = None
         if _wants_run(argv):
@@ -68,19 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"fpt-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (ValueError, RuntimeError) as exc:  # a NUL byte or an unknown ~user in a path: a user error too
+        from fpt_bench.infra.failures import bad_path_message
+
+        path_message = bad_path_message(exc)
+        if path_message is None:
+            raise
+        print(f"fpt-bench: error: {path_message}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `fpt-bench ls | head`: the reader left; say nothing more (Python's advice)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except KeyboardInterrupt:
-        print("fpt-bench: interrupted (finished cells are kept; a rerun resumes the rest)", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except OSError as exc:  # a destination that refused, outside the write helpers: its path and the problem
+        from fpt_bench.infra.destination import os_error_message
+
+        message = os_error_message(exc)
+        if message is None:
             raise
-        where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"fpt-bench: error: no space left on the device{where} ({exc.strerror}); files are written "
-              "atomically, so what was there before is intact. Free some space and run the command again",
-              file=sys.stderr)
+        print(f"fpt-bench: error: {message}", file=sys.stderr)
         return 2
 
 

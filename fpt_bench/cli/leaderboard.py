@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fpt_bench.api.errors import UserError
+from fpt_bench.cells.profiles import PROFILES
 
 COMMANDS = ("leaderboard", "attention")
 FORMATS = ("github", "latex", "html", "csv", "json")
@@ -21,7 +22,7 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--task-args", metavar="K=V,...", help="task options merged onto every suite cell")
     group.add_argument("--backbone-args", metavar="K=V,...", help="backbone options merged onto every suite cell")
     group.add_argument("--policy-args", metavar="K=V,...", help="policy options merged onto every suite cell")
-    group.add_argument("--profile", help="only results of this profile")
+    group.add_argument("--profile", choices=list(PROFILES), help="only results of this profile")
 
 
 def add_parser(sub: Any) -> None:
@@ -61,7 +62,7 @@ def add_ls_arguments(ls: argparse.ArgumentParser) -> None:
     group.add_argument("--seeds", metavar="S,S,...", help="seeds expected (default: those found)")
     for flag in ("--task-args", "--backbone-args", "--policy-args"):
         group.add_argument(flag, metavar="K=V,...", help=f"{flag} the suite was run with")
-    group.add_argument("--profile", help="only results of this profile")
+    group.add_argument("--profile", choices=list(PROFILES), help="only results of this profile")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -138,10 +139,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def _result_files(paths: list[Path]) -> list[Path]:
     """The result files under folders (``*.json``) and the files named."""
+    from fpt_bench.leaderboard.collect import result_files_under
+
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*.json") if f.is_file())
+            found, outside = result_files_under(p)  # links out of the folder are not its results
+            files += found
+            for link in outside:
+                print(f"refused    {link}: refused: a symbolic link out of {p}", file=sys.stderr)
         elif p.exists():
             files.append(p)
         else:
@@ -151,15 +157,17 @@ def _result_files(paths: list[Path]) -> list[Path]:
 
 def _publish(args: argparse.Namespace) -> int:
     from fpt_bench.host.manager import get_host
+    from fpt_bench.infra.destination import check_writable
     from fpt_bench.leaderboard.add import add_results
     from fpt_bench.leaderboard.page import NothingToPublish, publish
 
     folder = args.publish or DEFAULT_FOLDER
+    check_writable(folder)  # a file there, a read-only disk: say so before checking a single result
     code = 0
     named = list(args.add or [])
     from_dirs = _result_files(args.result_dirs) if args.publish and args.result_dirs else []
     if named or from_dirs:
-        report = add_results(named + from_dirs, folder / "results")
+        report = add_results(named + from_dirs, folder / "results", frozenset(map(Path, from_dirs)))
         listed = len(report.added) + len(report.unchanged) <= 10  # a folder of results: counts, not every file
         for path in report.added if listed else []:
             print(f"added      {path}")

@@ -68,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fpt_bench.datastore.files import resolve_data_dir
     from fpt_bench.host.manager import get_host
     from fpt_bench.host.requirements import check_required_plugins
+    from fpt_bench.infra.destination import writable_folder
     from fpt_bench.training import distributed
     from fpt_bench.training.determinism import prepare_environment
 
@@ -94,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not cells:
             raise UserError(f"no cell of suite {config.suite!r} can run here (see the reasons above)")
         executor = host.executors.get(config.executor)
+        writable_folder(config.output_dir)  # a file there, a read-only disk: say so now, not after the first cell
         ctx = RunContext.from_config(config, device=device, data_dir=resolve_data_dir(config.data_dir),
                                      executor_options=executor.options(config.executor_args))
     print(f"{len(cells)} cell(s) on {device} ({config.executor} executor), results in {config.output_dir}/",

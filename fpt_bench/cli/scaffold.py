@@ -18,6 +18,7 @@ from fpt_bench import PLUGIN_API, __version__
 from fpt_bench.api.errors import UserError
 from fpt_bench.host.manager import Host
 from fpt_bench.infra.atomic import atomic_write
+from fpt_bench.infra.destination import check_writable
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*([_-][a-z0-9]+)*$")
 
@@ -48,8 +49,11 @@ def write_project(name: str, directory: Path, host: Host | None = None) -> tuple
         if names.entry in host.tasks:
             raise UserError(f"a task named {names.entry!r} is already registered; choose another name")
     root = Path(directory) / names.dist
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root} already exists and is not a folder; choose another --dir or name")
     if root.exists() and any(root.iterdir()):
         raise UserError(f"{root} already exists and is not empty; choose another --dir or name")
+    check_writable(root.parent)  # a file on the way, a read-only disk: one message before anything is written
     values = {"dist": names.dist, "entry": names.entry, "entry_repr": repr(names.entry), "package": names.package,
               "version": __version__, "api_major": PLUGIN_API.split(".")[0]}
     files = {

@@ -8,6 +8,8 @@ written through a temporary name and renamed, so an interrupted extraction never
 
 from __future__ import annotations
 
+import lzma
+import shutil
 import tarfile
 import zipfile
 import zlib
@@ -17,6 +19,10 @@ from typing import IO
 
 from fpt_bench.api.errors import CorruptFileError, UserError
 from fpt_bench.infra.atomic import atomic_write
+
+# what zipfile raises for a member it cannot read: encrypted (RuntimeError), a compression method it does not
+# implement (NotImplementedError), broken LZMA or bz2 data (LZMAError, ValueError)
+MEMBER_ERRORS = (RuntimeError, NotImplementedError, lzma.LZMAError, ValueError)
 
 
 def is_archive(path: Path) -> bool:
@@ -89,8 +95,8 @@ def _files(archive: Path, wanted: set[str] | None) -> Iterator[tuple[str, IO[byt
                     yield name, zf.open(info) if selected else None, info.file_size
         else:
             raise CorruptFileError(f"{archive}: not a tar or zip archive")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise CorruptFileError(f"{archive}: damaged archive ({exc})") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, *MEMBER_ERRORS) as exc:
+        raise CorruptFileError(f"{archive}: damaged or unsupported archive ({exc})") from None
 
 
 def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str, size: int) -> None:
@@ -101,8 +107,9 @@ def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str, size: int) -
     while True:
         try:
             block = src.read(min(1 << 20, size - copied + 1))
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-            raise CorruptFileError(f"{archive}: damaged archive: member {name!r} cannot be read ({exc})") from None
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, *MEMBER_ERRORS) as exc:
+            raise CorruptFileError(f"{archive}: damaged or unsupported archive: member {name!r} cannot be read "
+                                   f"({type(exc).__name__}: {exc})") from None
         if not block:
             if copied != size:
                 raise CorruptFileError(f"{archive}: damaged archive: member {name!r} holds {copied} bytes, its "
@@ -113,6 +120,17 @@ def _copy(src: IO[bytes], out: IO[bytes], archive: Path, name: str, size: int) -
             raise CorruptFileError(f"{archive}: damaged archive: member {name!r} holds more than the {size} bytes "
                                    f"its header declares")
         out.write(block)
+
+
+def _free_space(folder: Path) -> int | None:
+    """Bytes free on the file system that holds ``folder`` (or its nearest existing parent); None if unknown."""
+    for place in (Path(folder), *Path(folder).parents):
+        if place.exists():
+            try:
+                return shutil.disk_usage(place).free
+            except OSError:
+                return None
+    return None
 
 
 def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = None) -> list[Path]:
@@ -130,6 +148,10 @@ def safe_extract(archive: Path, dest: Path, members: dict[str, str] | None = Non
         target = dest / rel
         if not target.resolve().is_relative_to(root):
             raise CorruptFileError(f"{archive}: member {name!r} would land outside {dest}; refusing")
+        free = _free_space(dest)  # a 459-byte tar.bz2 declared 477 MB: what cannot fit is refused before writing
+        if free is not None and size > free:
+            raise CorruptFileError(f"{archive}: member {name!r} declares {size} bytes, more than the {free} bytes "
+                                   f"free at {dest}; refusing")
         with handle:
             try:
                 atomic_write(target, lambda out, src=handle, name=name, size=size: _copy(src, out, archive, name, size))

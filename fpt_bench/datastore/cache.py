@@ -34,12 +34,23 @@ class RaggedTokens:
     labels: np.ndarray
 
     @classmethod
-    def from_lists(cls, seqs: list[np.ndarray], labels: list[int], dtype: Any = np.uint8) -> RaggedTokens:
+    def from_lists(cls, seqs: list[np.ndarray], labels: list[int], dtype: Any = None) -> RaggedTokens:
+        """Sequences of token ids stored back to back in ``dtype``: by default the smallest of uint8, uint16,
+        uint32 and int64 that holds every id (the harness widens a batch to int64 when it is used). A ``dtype``
+        that cannot hold every id is a ValueError, never a silent wrap-around."""
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        values = np.concatenate(seqs).astype(dtype, copy=False) if seqs else np.zeros(0, dtype=dtype)
-        return cls(values, offsets, np.asarray(labels, dtype=np.int64))
+        joined = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+        if joined.size and not np.issubdtype(joined.dtype, np.integer):
+            raise ValueError(f"token ids must be integers, got {joined.dtype}")
+        low, high = (int(joined.min()), int(joined.max())) if joined.size else (0, 0)
+        if dtype is None:
+            dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.int64)
+                         if np.iinfo(t).min <= low and high <= np.iinfo(t).max)
+        elif not (np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max):
+            raise ValueError(f"token ids {low}..{high} do not fit in {np.dtype(dtype).name}")
+        return cls(joined.astype(dtype, copy=False), offsets, np.asarray(labels, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.labels)

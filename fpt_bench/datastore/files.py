@@ -203,10 +203,10 @@ def missing_message(task: str, data_dir: Path, states: list[FileState]) -> str:
     mismatched = len(bad) - len(missing)
     if missing and mismatched:
         head += f", {mismatched} with a wrong checksum"
-    lines = [
-        f"{head} in {', '.join(folders)} — run `fpt-bench data fetch {task}` (needs the network), or copy the "
-        f"files from elsewhere and run `fpt-bench data import {task} PATH` (data dir {data_dir})",
-    ]
+    fetch = f"run `fpt-bench data fetch {task}` (needs the network), or " if all(s.file.url for s in bad) else ""
+    copy = "copy the files from elsewhere and run" if fetch else "they have no download address: put them in place with"
+    lines = [f"{head} in {', '.join(folders)} — {fetch}{copy} `fpt-bench data import {task} PATH` "
+             f"(data dir {data_dir})"]
     for s in bad:
         what = "missing" if s.state == "missing" else f"wrong checksum ({s.detail}) at {s.location}"
         lines.append(f"  {s.file.path}: {what}; {describe_file(s.file)}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import tempfile
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 from typing import TextIO
@@ -16,6 +15,8 @@ from fpt_bench.api.task import DataFile
 from fpt_bench.datastore.archive import is_archive, list_members, safe_extract
 from fpt_bench.datastore.download import download
 from fpt_bench.datastore.files import FileState, Manifest, check_file, check_files, describe_file, md5sum, require_files
+from fpt_bench.datastore.staging import staging_folder
+from fpt_bench.infra.destination import make_folder, refused, writing_to
 from fpt_bench.infra.safe_read import kind_of
 
 DOWNLOADS = "downloads"
@@ -94,7 +95,8 @@ def import_files(task: str, data_dir: Path, files: list[DataFile], source: Path,
         for variant in _variants(f):
             found = _match(variant, names)
             if len(found) > 1:
-                raise UserError(f"import: {source} holds several candidates for {f.path}: {', '.join(found[:5])}")
+                raise UserError(f"import: {source} holds several candidates for {f.path}: "
+                                f"{', '.join(map(repr, found[:5]))}")  # repr: a name cannot drive the terminal
             if found:
                 plan.append((f, found[0], variant))
                 break
@@ -104,7 +106,7 @@ def import_files(task: str, data_dir: Path, files: list[DataFile], source: Path,
         wanted = "\n".join(f"  {f.path}: {describe_file(f)}" for f in files)
         raise DataMissingError(f"import: none of the files of task {task!r} are in {source}; it needs:\n{wanted}")
     manifest = Manifest(data_dir)
-    with tempfile.TemporaryDirectory(prefix=".import-", dir=_mkdir(data_dir)) as staging:
+    with staging_folder(data_dir) as staging:  # those a killed import left are removed first
         if archive:
             safe_extract(source, Path(staging), {name: rel for _, name, rel in plan})
         states, errors = [], []
@@ -126,27 +128,29 @@ def import_files(task: str, data_dir: Path, files: list[DataFile], source: Path,
     return states
 
 
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _place(data_dir: Path, file: DataFile, src: Path, rel: str, staging: Path, manifest: Manifest,
            verify: bool, origin: str) -> FileState:
     """Copy ``src`` into the staging folder, verify it as ``file``, then move it to ``data_dir/rel``."""
     target = data_dir / rel
     staged = staging / ("placed-" + rel.replace("/", "_"))
-    shutil.copyfile(src, staged)
+    try:
+        shutil.copyfile(src, staged)
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename) == Path(src):
+            raise UserError(f"import: cannot read {src}: {exc.strerror or exc}") from None
+        raise refused(exc, data_dir) from exc  # the data folder refused the copy (full, read-only)
     probe = Manifest(staging)
     state = check_file(staging, DataFile(staged.name if rel == file.path else staged.name + ".gz", file.url,
                                          file.md5, file.size, file.content_md5), probe)
     if not state.usable and verify:
         return FileState(file, "mismatch", None, state.detail, state.md5)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for other in {data_dir / v for v in _variants(file)} - {target}:
-        other.unlink(missing_ok=True)  # one copy only: the loader must not read a stale sibling
+    make_folder(target.parent)
+    with writing_to(target):
+        for other in {data_dir / v for v in _variants(file)} - {target}:
+            other.unlink(missing_ok=True)  # one copy only: the loader must not read a stale sibling
     sums = {k: v for k, v in probe.entries.get(staged.name, {}).items() if k in ("md5", "content_md5")}
-    os.replace(staged, target)
+    with writing_to(target):
+        os.replace(staged, target)
     verified = {"ok": "content-md5" if "decompressed" in state.detail else "md5",
                 "unchecked": "no published checksum"}.get(state.state, "unverified")
     manifest.record_origin(rel, target, source=origin, verified=verified,

@@ -14,6 +14,9 @@ byte order (and the size the type string implies), and an array is built by ``np
 many bytes as its shape and dtype need (copied once, so it is writable). The stand-ins live in the unpickled
 structure only until loading ends; then each is replaced by the array, scalar or dtype it stands for.
 
+Before anything is unpickled, a pass over the opcodes (``fpt_bench.datastore.pickle_scan``) bounds what Python's
+unpickler cannot be asked to bound: nesting (a key nested a million deep overflowed the C stack when hashed), memo
+indices, the estimated memory of every object built, and dict/set insertions (colliding keys are quadratic).
 Resources are bounded by the pickle's own size: the bytes that arrays, ``bytearray``, ``_codecs.encode`` and
 ``set``/``frozenset`` make may not exceed a small multiple of the input's size (a pickle can reuse one large
 object many times at a few bytes each), and containers nest at most ``MAX_DEPTH`` deep.
@@ -30,8 +33,12 @@ from typing import Any
 import numpy as np
 
 from fpt_bench.api.errors import CorruptFileError
+from fpt_bench.datastore.pickle_scan import ScanRefused, scan
 
 MAX_DEPTH = 100  # CIFAR batches and TAPE records nest 3 deep
+MAX_HASHED = 10_000  # dict and set entries per pickle (CIFAR: 5); keys that all collide cost ~n^2: 10,000 take ~1 s
+# objects the opcodes build, estimated before unpickling (fpt_bench.datastore.pickle_scan): a multiple of the size
+_SCAN_FACTOR, _SCAN_SLACK = 8, 1 << 20
 _SLACK = 1 << 16  # bytes every pickle may make beyond its own size (tiny pickles of a few empty arrays)
 # an honest pickle makes each input byte into at most a few objects: at protocol 2, Python 3 writes an array's
 # data as a str that ``_codecs.encode`` turns into bytes that the array then copies (2 copies of <= the input)
@@ -344,15 +351,16 @@ def _resolve(value: Any, depth: int, done: dict[int, Any]) -> Any:
 def loads(data: bytes, where: str, encoding: str = "ASCII") -> Any:
     """Unpickle ``data`` (from ``where``, named in errors) admitting only plain data."""
     try:
+        scan(data, MAX_DEPTH, _SCAN_FACTOR * len(data) + _SCAN_SLACK, MAX_HASHED)
         value = _Unpickler(io.BytesIO(data), encoding, len(data)).load()
         return _resolve(value, 0, {})
-    except _Refused as exc:
+    except (_Refused, ScanRefused) as exc:
         raise CorruptFileError(f"{where}: refusing to unpickle: {exc} (only plain data is accepted: containers, "
                                f"strings, numbers, bytes, numpy arrays of numbers)") from None
     except pickle.UnpicklingError as exc:
         raise CorruptFileError(f"{where}: truncated or damaged pickle ({exc})") from None
     except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError, OverflowError,
-            RecursionError, UnicodeError) as exc:
+            RecursionError, UnicodeError, SystemError) as exc:
         raise CorruptFileError(f"{where}: truncated or damaged pickle ({type(exc).__name__}: {exc})") from None
 
 

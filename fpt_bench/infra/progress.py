@@ -7,6 +7,7 @@ evaluations still to come (the trainer passes its estimate of their time). ``Byt
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -32,14 +33,17 @@ def _tqdm(stream: TextIO, **kwargs: Any) -> Any:
 
 class Progress:
     """One cell's training progress. ``enabled``: None = a bar on a terminal, plain lines every ``interval`` seconds
-    otherwise; True = a bar even when the stream is not a terminal; False = nothing."""
+    otherwise; True = a bar even when the stream is not a terminal; False = nothing. ``FPT_BENCH_PROGRESS=lines``
+    makes it plain lines whatever the stream (the local executor's worker processes: bars from several processes
+    on one terminal would overwrite each other)."""
 
     def __init__(self, label: str = "", stream: TextIO | None = None, enabled: bool | None = None,
                  interval: float = LOG_EVERY) -> None:
         self.stream = stream or sys.stderr
         self.label = label
         self.enabled = enabled is not False
-        self.bar_mode = bool(enabled) or (enabled is None and self.stream.isatty())
+        self.bar_mode = (bool(enabled) or (enabled is None and self.stream.isatty())) and \
+            os.environ.get("FPT_BENCH_PROGRESS") != "lines"
         self.interval = interval
         self.total = self._done0 = 0
         self._t0 = self._last_line = 0.0

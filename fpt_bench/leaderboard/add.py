@@ -10,6 +10,7 @@ from fpt_bench.api.errors import CorruptFileError
 from fpt_bench.leaderboard.collect import load_results
 from fpt_bench.leaderboard.consistency import cell_key
 from fpt_bench.leaderboard.validate import cell_config, check_result_file
+from fpt_bench.leaderboard.verification import carry
 from fpt_bench.results.store import read_result, result_path, write_result
 
 
@@ -20,8 +21,10 @@ class AddReport:
     refused: list[str] = field(default_factory=list)  # "<file>: <reason>"
 
 
-def add_results(files: list[Path], results_dir: Path) -> AddReport:
-    """Check each file and copy the accepted ones to ``results_dir`` under their canonical result path."""
+def add_results(files: list[Path], results_dir: Path, records_from: frozenset[Path] = frozenset()) -> AddReport:
+    """Check each file and copy the accepted ones to ``results_dir`` under their canonical result path. Only the
+    files in ``records_from`` (results of the publisher's own folders) bring their verification records: a record
+    next to a file from elsewhere proves nothing (anyone can write one), so its result arrives unverified."""
     report = AddReport()
     published = {cell_key(x.result): x.path for x in load_results([results_dir])[0]} if results_dir.is_dir() else {}
     for f in map(Path, files):
@@ -42,6 +45,8 @@ def add_results(files: list[Path], results_dir: Path) -> AddReport:
             except CorruptFileError:
                 existing = None
             if existing == result:
+                if f in records_from:
+                    carry(f, dest, result)  # a verification record made since it was published
                 report.unchanged.append(dest)
                 continue
             if existing is not None:
@@ -51,6 +56,8 @@ def add_results(files: list[Path], results_dir: Path) -> AddReport:
                     f"to replace it")
                 continue
         write_result(dest, result)  # the validated model, re-serialised: nothing unchecked is copied
+        if f in records_from:
+            carry(f, dest, result)  # its verification record, when one applies to it exactly
         published[cell_key(result)] = dest
         report.added.append(dest)
     return report

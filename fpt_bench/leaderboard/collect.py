@@ -21,6 +21,7 @@ from fpt_bench.api.errors import CorruptFileError, UserError
 from fpt_bench.api.suites import SuiteSpec
 from fpt_bench.leaderboard.validate import check_result_file
 from fpt_bench.leaderboard.variants import split_rows
+from fpt_bench.leaderboard.verification import counts as verification_counts
 from fpt_bench.results.schema import CellResult, primary_value
 
 
@@ -54,6 +55,8 @@ class Stat:
     selected: bool = True  # the learning rate chosen by validation accuracy (long layout lists every rate)
     errors: list[str] = field(default_factory=list)  # why seeds failed (first line of each distinct error)
     steps: list[int | None] = field(default_factory=list)  # per run: steps to the column's threshold
+    verified: int = 0  # runs a rerun reproduced (fpt-bench verify; leaderboard/verification.py)
+    rerun_differs: int = 0  # runs whose rerun gave other numbers
 
     @property
     def delta(self) -> float | None:
@@ -339,6 +342,7 @@ def _aggregate(row: str, col: Column, lr: float, runs: list[Loaded], metric: str
             value = None if test is None else (100.0 * test if col.percent else test)
         if value is not None and math.isfinite(value):
             stat.values.append(value)
+    stat.verified, stat.rerun_differs = verification_counts(runs)
     stat.val_mean = sum(vals) / len(vals) if vals else None
     stat.n = len(stat.values)
     if stat.values:

@@ -78,6 +78,7 @@ def reference_text(stat: Stat, metric: str) -> str:
 
 def cell_text(stat: Stat, metric: str) -> str:
     text = value_text(stat, metric)
+    text += verified_text(stat, " · ")
     if stat.reference is not None:
         text += f" · paper {reference_text(stat, metric)}"
         if stat.delta is not None:
@@ -85,6 +86,15 @@ def cell_text(stat: Stat, metric: str) -> str:
     if stat.lr_candidates:
         text += f" · lr {stat.lr:g}"
     return text
+
+
+def verified_text(stat: Stat, before: str = "") -> str:
+    """``verified 3/3`` (seeds a rerun reproduced: ``fpt-bench verify``), ``rerun differs 1/3``; empty when no
+    seed was verified."""
+    parts = [f"verified {stat.verified}/{stat.n_runs}" if stat.verified else "",
+             f"rerun differs {stat.rerun_differs}/{stat.n_runs}" if stat.rerun_differs else ""]
+    shown = ", ".join(p for p in parts if p)
+    return before + shown if shown else ""
 
 
 def column_header(col: Column) -> str:
@@ -138,7 +148,8 @@ def long_records(table: Table) -> list[dict[str, Any]]:
             "selected": bool(s.lr_candidates) and s.selected, "n": s.n, "mean": s.mean, "std": s.std,
             "status": (failure_text(s) if s.status == "failed" else s.status)
             + (f" ({s.n_diverged} diverged{DAGGER})" if s.n_diverged else "")
-            + (f" ({s.n_failed} {failure_text(s)})" if s.n_failed and s.status != "failed" else ""),
+            + (f" ({s.n_failed} {failure_text(s)})" if s.n_failed and s.status != "failed" else "")
+            + verified_text(s, "; "),
             "paper": s.reference, "delta": s.delta, "val": val_shown(s.val_mean, col),
             "format": column_metric(table, col),
         })
@@ -168,7 +179,8 @@ def _args(name: str, args: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------- formats
 def md_escape(text: str) -> str:
     """Text for a GitHub Markdown table cell: no HTML, no column breaks."""
-    return (html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+    return (html.escape(str(text), quote=False).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+            .replace("\r", " ")
             .replace("`", "&#96;").replace("*", "\\*").replace("_", "\\_").replace("[", "\\[").replace("]", "\\]"))
 
 
@@ -233,9 +245,25 @@ def html_table(headers: list[str], rows: list[list[str]], keys: list[list[Any]],
     return "\n".join(out) + "\n"
 
 
+def csv_cell(value: Any) -> Any:
+    """A value a spreadsheet shows as text: a string that starts like a formula (``=``, ``+``, ``-``, ``@``, a tab
+    or a carriage return) gets a leading apostrophe (OWASP's advice on CSV injection); numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class _SafeWriter:
+    def __init__(self, buffer: io.StringIO) -> None:
+        self._writer = csv.writer(buffer, lineterminator="\n")
+
+    def writerow(self, row: list[Any]) -> None:
+        self._writer.writerow([csv_cell(v) for v in row])
+
+
 def to_csv(table: Table, layout: str) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = _SafeWriter(buffer)
     if layout == "long":
         writer.writerow(LONG_HEADERS)
         for r in long_records(table):
@@ -260,7 +288,7 @@ def stat_dict(s: Stat) -> dict[str, Any]:
             "val_accuracy_mean": s.val_mean, "lr": s.lr, "selected": s.selected,
             "lr_candidates": {f"{k:g}": v for k, v in s.lr_candidates.items()}, "steps_to_threshold": s.steps,
             "paper": s.reference, "paper_mark": s.reference_mark, "delta": s.delta, "config": s.config,
-            "errors": s.errors,
+            "errors": s.errors, "verified": s.verified, "rerun_differs": s.rerun_differs,
             "files": [str(x.path) for x in s.runs]}
 
 

@@ -10,6 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fpt_bench.api.hparams import MAX_STEPS
+
+MAX_THREADS = 4096  # fpt_bench.training.threads keeps a resumed count within it too
+
 SCHEMA_VERSION = 1
 
 
@@ -32,7 +36,7 @@ class CellInfo(_Doc):
 
 
 class CurvePoint(_Doc):
-    step: int = Field(description="optimizer steps done")
+    step: int = Field(ge=0, le=MAX_STEPS, description="optimizer steps done")
     train_loss: float | None = Field(description="mean training loss since the previous point")
     val_accuracy: float | None = Field(description="accuracy on the whole validation set (None when the task's "
                                                    "objective reports no accuracy)")
@@ -58,7 +62,8 @@ class Metrics(_Doc):
         default={}, description="per test split primary metric (selected parameters) when a task has several")
     val_accuracy: float | None = Field(description="validation accuracy at the selected step")
     val_accuracy_final: float | None = Field(description="validation accuracy after the last step")
-    best_step: int | None = Field(description="step of the best validation value of the primary metric")
+    best_step: int | None = Field(ge=0, le=MAX_STEPS,
+                                  description="step of the best validation value of the primary metric")
     test_score: float | None = Field(default=None, description="the primary metric on the test split(s), selected "
                                                                "parameters (None when it is accuracy)")
     test_score_final: float | None = Field(default=None, description="the primary metric on the test split(s) "
@@ -86,12 +91,13 @@ class Timing(_Doc):
     wall_seconds: float = Field(description="wall time of the whole cell")
     train_seconds: float = Field(description="time spent in training steps")
     eval_seconds: float = Field(description="time spent evaluating")
-    steps: int = Field(description="optimizer steps run (in this and earlier, resumed, attempts)")
+    steps: int = Field(ge=0, le=MAX_STEPS, description="optimizer steps run (in this and earlier, resumed, attempts)")
     steps_per_second: float = Field(description="optimizer steps per training second")
     samples_per_second: float = Field(description="training examples per training second")
     tokens_per_second: float = Field(description="training tokens per training second")
     eval_samples_per_second: float | None = Field(default=None, description="evaluation examples per second")
-    resumed_from_step: int | None = Field(default=None, description="checkpoint step this attempt resumed from")
+    resumed_from_step: int | None = Field(default=None, ge=0, le=MAX_STEPS,
+                                          description="checkpoint step this attempt resumed from")
     micro_batch_size: int | None = Field(
         default=None, description="examples per forward/backward pass (per process) at the end of training: "
                                   "batch_size / grad_accum, or less after out-of-memory backoffs")
@@ -114,7 +120,11 @@ class Timing(_Doc):
 class Speed(_Doc):
     """The speed settings a cell ran with (docs/performance.md)."""
 
-    autocast: str | None = Field(default=None, description="autocast dtype ('bf16'), None for plain fp32")
+    autocast: str | None = Field(default=None, description="autocast dtype of the training steps ('bf16'), None "
+                                                            "for plain fp32")
+    autocast_eval: str | None = Field(
+        default=None, description="autocast dtype of evaluation and of the feature cache ('bf16'), None for plain "
+                                  "fp32 (results written before it was recorded evaluated as `autocast` says)")
     compile: bool = Field(default=False, description="the model ran under torch.compile")
     compile_backend: str | None = Field(default=None, description="torch.compile backend (when compiled)")
     attention: str | None = Field(default=None, description="the backbone's attention kernel (e.g. 'sdpa')")
@@ -140,6 +150,34 @@ class Speed(_Doc):
         default=None, description="CPU threads of the steps on cached features (1: the ops are tiny)")
 
 
+class PrecisionAuto(_Doc):
+    """How ``precision=auto`` was resolved on the machine the cell ran on (docs/performance.md)."""
+
+    train: Literal["fp32", "bf16"] = Field(description="precision of the training steps")
+    eval: Literal["fp32", "bf16"] = Field(description="precision of evaluation and of the feature cache")
+    source: Literal["cuda", "device", "no_bf16", "measured", "cache"] = Field(
+        description="'measured': calibrated for this cell; 'cache': a calibration of the same machine and workload "
+                    "read from the precision cache; 'cuda': bf16 where the GPU supports it; 'no_bf16': a CPU whose "
+                    "oneDNN has no bf16 (fp32); 'device': another device (fp32)")
+    reason: str = Field(description="why, in words")
+    bf16_speedup_train: float | None = Field(
+        default=None, description="fp32 seconds / bf16 seconds of the backbone's matrix products in a training step "
+                                  "(forward + backward), as calibrated (>1: bf16 faster)")
+    bf16_speedup_eval: float | None = Field(
+        default=None, description="the same for evaluation (forward under inference_mode)")
+    calibration_seconds: float | None = Field(default=None, description="what the calibration took (when it ran)")
+    rounds: int | None = Field(default=None, description="timed calibration rounds")
+    row_scale: float | None = Field(default=None, description="share of the cell's rows (at most 512 per product) "
+                                                               "the calibration timed")
+    load_average: float | None = Field(default=None, description="the machine's 1-minute load average when the "
+                                                                  "calibration ended (a busy machine's is not cached)")
+    machine: str | None = Field(default=None, description="the machine key the choice holds for (CPU model and "
+                                                           "avx/amx flags or GPU, torch version, threads)")
+    workload: str | None = Field(default=None, description="the products timed: count x (rows x k @ k x n)")
+    cache: str | None = Field(default=None, description="the precision cache file holding this choice (None: the "
+                                                         "choice was not cached)")
+
+
 class Provenance(_Doc):
     harness_version: str = Field(description="fpt-bench version that ran the cell")
     plugins: dict[str, str] = Field(description="plugin name -> version of every loaded plugin")
@@ -152,7 +190,13 @@ class Provenance(_Doc):
     platform: str = Field(description="operating system and machine")
     git_hash: str | None = Field(description="commit of the harness checkout, when it is one")
     device: str = Field(description="device the cell ran on")
-    precision: str = Field(description="fp32 or bf16 (autocast)")
+    precision: str = Field(description="fp32 or bf16 (autocast) of the training steps")
+    eval_precision: str | None = Field(
+        default=None, description="fp32 or bf16 (autocast) of evaluation and of the feature cache; None in results "
+                                  "written before it was recorded (evaluation ran in `precision`)")
+    precision_auto: PrecisionAuto | None = Field(
+        default=None, description="how precision=auto chose `precision` and `eval_precision` (None when the cell "
+                                  "forced a precision or failed before the choice)")
     config_hash: str = Field(description="hash of the resolved cell config (names the result file)")
     seeds: dict[str, int] = Field(description="seeds derived from the cell seed: python, numpy, torch, data")
     data: dict[str, Any] = Field(default={}, description="data source, checksums or generator seeds per split")
@@ -165,6 +209,11 @@ class Provenance(_Doc):
     created_at: str = Field(description="UTC time the result was written (ISO 8601)")
     deterministic: bool = Field(default=False, description="run with --deterministic: torch deterministic "
                                                             "algorithms, CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning")
+    threads: int | None = Field(
+        default=None, ge=1, le=MAX_THREADS,
+        description="CPU threads (torch.get_num_threads()) the cell computed with: on a CPU the "
+                                  "numbers are bit-identical only at the same count (a resumed cell keeps its "
+                                  "checkpoint's); None in results written before it was recorded")
 
 
 class CellResult(_Doc):

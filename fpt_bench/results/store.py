@@ -21,7 +21,9 @@ MAX_RESULT_BYTES = 5_000_000  # a result file is a few kB (a long learning curve
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+    """A path component made of ``text``: never empty, ``.`` or ``..`` (a task named ``..`` stays in its folder)."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+    return slug if slug.strip(".") else slug.replace(".", "-") or "-"
 
 
 def result_path(output_dir: Path, cell: CellConfig) -> Path:

@@ -41,6 +41,7 @@ from fpt_bench.training.flops import step_flops
 from fpt_bench.training.inference import evaluate_metrics
 from fpt_bench.training.precision import autocast
 from fpt_bench.training.resume_check import usable_state
+from fpt_bench.training.threads import adopt_threads
 
 CHECKPOINT_VERSION = 1
 
@@ -62,6 +63,7 @@ class TrainOutcome:
     micro_batch: int | None = None  # examples per forward/backward on this process at the end
     oom_backoffs: int = 0  # times out-of-memory halved the micro-batch (in this attempt)
     speed: Speed | None = None  # the speed settings in effect (result: provenance.speed)
+    threads: int | None = None  # CPU threads the steps computed with (result: provenance.threads)
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor, objective: Objective | None = None) -> torch.Tensor:
@@ -75,9 +77,13 @@ class Trainer:
     def __init__(self, *, cell: CellConfig, model: FPTModel, train: TrainingData, val: SplitData,
                  tests: dict[str, SplitData], device: torch.device, precision: str,
                  checkpoint: Path | None, progress: Progress,
-                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> None:
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None,
+                 eval_precision: str | None = None) -> None:
+        """``precision``: of the training steps; ``eval_precision`` (default: the same) of evaluation and of the
+        feature cache (``fpt_bench.training.precision_auto`` decides both for ``precision=auto``)."""
         self.cell, self.model, self.train, self.val, self.tests = cell, model, train, val, tests
         self.device, self.precision, self.checkpoint = device, precision, checkpoint
+        self.eval_precision = eval_precision or precision
         self.progress, self.on_eval = progress, on_eval
         self.hp = cell.hparams
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -90,6 +96,7 @@ class Trainer:
         self.out.speed = speed.record(self, adam)
         self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (primary metric, step, parameters)
         self.objective = scoring.bind(model.task.output.objective, train)
+        self.threads = torch.get_num_threads()  # part of what the numbers depend on (fpt_bench/training/threads.py)
         self._loss_sum = 0.0
         self._loss_n = 0
 
@@ -111,6 +118,7 @@ class Trainer:
             "train_seconds": self.out.train_seconds, "eval_seconds": self.out.eval_seconds,
             "train_samples": self.out.train_samples, "train_tokens": self.out.train_tokens,
             "eval_samples": self.out.eval_samples, "grad_chunks": self.chunks, "train_flops": self.out.train_flops,
+            "threads": self.threads,
         }
         try:
             atomic_write(self.checkpoint, lambda handle: torch.save(state, handle))
@@ -139,6 +147,7 @@ class Trainer:
         self.chunks = int(state.get("grad_chunks", self.chunks))
         self.out.train_flops = state.get("train_flops", 0.0)
         self.out.resumed_from_step = state["step"]
+        self.threads = adopt_threads(state.get("threads"), self.checkpoint)  # the rest on the same thread count
         return int(state["step"])
 
     def save_selected(self, path: Path) -> None:
@@ -217,8 +226,8 @@ class Trainer:
 
     def _evaluate(self, step: int) -> float:
         t0 = time.perf_counter()
-        scores = evaluate_metrics(self.eval_model, self.val, self.hp.eval_batch_size, self.device, self.precision,
-                                  self.objective)
+        scores = evaluate_metrics(self.eval_model, self.val, self.hp.eval_batch_size, self.device,
+                                  self.eval_precision, self.objective)
         self.out.eval_seconds += time.perf_counter() - t0
         self.out.eval_samples += len(self.val)
         train_loss = self._loss_sum / self._loss_n if self._loss_n else None
@@ -234,7 +243,7 @@ class Trainer:
     def use_feature_cache(self) -> None:
         """Train the output layer on cached backbone features when the cell allows it (fpt_bench.training.features)."""
         record, cached = build_cache(self.hp.feature_cache, self.model, self.train, self.val, self.tests,
-                                     self.hp.eval_batch_size, self.device, self.precision)
+                                     self.hp.eval_batch_size, self.device, self.eval_precision)
         self.out.speed = self.out.speed.model_copy(update=record)
         if cached is not None:
             self.train, self.val, self.tests = cached  # type: ignore[assignment]
@@ -249,6 +258,7 @@ class Trainer:
 
     def _run(self) -> TrainOutcome:
         start = self._resume()
+        self.out.threads = self.threads
         self.use_feature_cache()
         hp = self.hp
         self.model.train()
@@ -298,7 +308,7 @@ class Trainer:
         scores = {}
         for name, split in self.tests.items():
             scores[name] = evaluate_metrics(self.eval_model, split, self.hp.eval_batch_size, self.device,
-                                            self.precision, self.objective)
+                                            self.eval_precision, self.objective)
             self.out.eval_samples += len(split)
         self.out.eval_seconds += time.perf_counter() - t0
         return scores

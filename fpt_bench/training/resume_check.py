@@ -66,6 +66,7 @@ class ResumeState(_Strict):
     eval_samples: int = Field(ge=0)
     grad_chunks: int = Field(ge=1)
     train_flops: float = Field(ge=0, allow_inf_nan=False)
+    threads: int | None = Field(default=None, ge=1, le=4096)  # CPU threads it was computed with (older: absent)
 
 
 def usable_state(path: Path | None, *, version: int, config_hash: str, hparams: TrainHParams,

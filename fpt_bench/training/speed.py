@@ -1,9 +1,11 @@
 """The speed settings of a cell: how they are applied, and the record the result keeps of them
 (``provenance.speed``; every key is documented in ``fpt_bench.results.schema.Speed``).
 
-Switches (hyperparameters, so they are part of a cell's config): ``precision`` (bf16 autocast), ``compile``
-(``torch.compile``; the backend is ``$FPT_BENCH_COMPILE_BACKEND``, default ``inductor``), ``adam_impl``
-(fused / foreach / for-loop Adam), ``feature_cache``; and the backbone's own options (its attention kernel and
+Switches (hyperparameters, so they are part of a cell's config): ``precision`` (bf16 autocast; ``auto``: the
+faster of fp32 and bf16 on the machine, for training and evaluation separately,
+``fpt_bench.training.precision_auto``), ``compile`` (``torch.compile``; the backend is
+``$FPT_BENCH_COMPILE_BACKEND``, default ``inductor``), ``adam_impl`` (fused / foreach / for-loop Adam),
+``feature_cache``; and the backbone's own options (its attention kernel and
 activation implementation, recorded as ``attention`` and ``activation``). docs/performance.md describes them all.
 """
 
@@ -58,6 +60,7 @@ def record(trainer: Trainer, adam_impl: str) -> Speed:
     augments = split is not None and task is not None and task.augments(train.options)
     return Speed(
         autocast="bf16" if trainer.precision == "bf16" else None,
+        autocast_eval="bf16" if trainer.eval_precision == "bf16" else None,
         compile=bool(trainer.hp.compile),
         compile_backend=compile_backend() if trainer.hp.compile else None,
         attention=getattr(model.backbone, "attention", None),

@@ -28,7 +28,9 @@ from fpt_bench.api.structure import RoleMap
 R = Role
 def _attention_sizes(ffn_key: str, heads_key: str = "num_attention_heads", kv_key: str | None = None,
                      head_dim: bool = False) -> Sizes:
-    """Width n_embd (feed-forward 4 x n_embd), n_head heads (as many key/value heads: no grouping)."""
+    """Width n_embd (feed-forward 4 x n_embd), n_head heads (as many key/value heads: no grouping), heads of
+    n_embd / n_head. A config that carries ``head_dim`` (``head_dim=True``, or any config whose class sets one:
+    transformers' default Llama and Mistral configs say 128) gets it set, or its heads would keep their width."""
 
     def sizes(config: Any, n_embd: int | None, n_head: int | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -38,7 +40,7 @@ def _attention_sizes(ffn_key: str, heads_key: str = "num_attention_heads", kv_ke
             out[heads_key] = n_head
             if kv_key:
                 out[kv_key] = n_head
-        if head_dim and (n_embd or n_head):
+        if (head_dim or getattr(config, "head_dim", None) is not None) and (n_embd or n_head):
             width = n_embd or config.hidden_size
             out["head_dim"] = width // (n_head or getattr(config, heads_key))
         return out

@@ -13,7 +13,7 @@ from torch import nn
 
 from fpt_bench import BackboneSpec, Role, hookimpl
 from fpt_bench.api.checkpoint_schema import Architecture
-from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench.api.structure import RoleMap, TransformerOptions
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import load_pretrained, model_from_config, truncate_layers
 
@@ -48,6 +48,7 @@ class GPT2Options(TransformerOptions):
 
 class GPT2Module(TransformerModule):
     causal = True
+    role_map, role_prefix = ROLES, "model."
 
     def __init__(self, model: nn.Module, provenance: dict[str, Any]) -> None:
         super().__init__(provenance)
@@ -62,12 +63,6 @@ class GPT2Module(TransformerModule):
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
-
-    def parameter_roles(self) -> dict[str, Role]:
-        return roles_from_structure(self, ROLES, prefix="model.")
-
-    def parameter_layers(self) -> dict[str, int]:
-        return layers_of(self, ROLES, prefix="model.")
 
     def used_numel(self, seq_len: int) -> dict[str, int]:
         return {

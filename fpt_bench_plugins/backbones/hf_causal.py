@@ -17,13 +17,14 @@ from contextlib import nullcontext
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import nn
 
 from fpt_bench import Role, UserError
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.errors import did_you_mean
 from fpt_bench.api.families import ModelFamily, UsesModelFamilies, family_of
-from fpt_bench.api.structure import TransformerOptions, layer_list, layers_of, roles_from_structure, submodule
+from fpt_bench.api.structure import PresetOptions, layer_list, submodule
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import (
     load_config,
@@ -36,12 +37,12 @@ FLOAT32_ROLES = frozenset({Role.NORM, Role.POSITION})  # kept in float32 in a bf
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-class CausalOptions(TransformerOptions):
+class CausalOptions(PresetOptions):
     """Options of hf_decoder and hf_ssm (subclasses narrow ``preset``)."""
 
-    preset: str | None = Field(default=None, description="a known model by short name (see docs/backbones.md)")
     family: str | None = Field(default=None, description="weights=random without a source: that family's "
-                               "default transformers config (model_type, e.g. llama)")
+                               "default transformers config: a registered family's model_type (llama, qwen2, gpt_neox, "
+                               "mamba, ...; an unknown one is refused with the list)")
     dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout where the family has it "
                                   "(default: the model's own)")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
@@ -53,17 +54,6 @@ class CausalOptions(TransformerOptions):
     positions: Literal["model", "learned"] = Field(
         default="model", description="model: the model's own positions (rotary, learned or none); learned: also "
                                      "a new zero-initialised trainable table added to the inputs (role position)")
-
-    @model_validator(mode="after")
-    def _which(self) -> CausalOptions:
-        weights = self.weight_source
-        if self.family and (weights.kind != "random" or self.source or self.preset):
-            raise ValueError("family= only applies to weights=random without source= or preset=")
-        if self.source and self.preset:
-            raise ValueError("give source= or preset=, not both")
-        if not (weights.from_checkpoint or self.source or self.preset or self.family):
-            raise ValueError("give preset=NAME or source=HUB_ID_OR_DIR (or family=MODEL_TYPE with weights=random)")
-        return self
 
 
 def stored_dtype(config: Any) -> torch.dtype | None:
@@ -98,6 +88,7 @@ class CausalLMModule(TransformerModule):
         super().__init__(provenance)
         self.model = model
         self.family = family
+        self.role_map, self.role_prefix = family.roles, "model."
         self.kind = kind  # the backbone name (hf_decoder / hf_ssm), stored in checkpoints
         width = getattr(model.config, family.input_width_key)
         self.position = nn.Parameter(torch.zeros(learned_rows, width)) if learned_rows else None
@@ -159,13 +150,6 @@ class CausalLMModule(TransformerModule):
         self.compute_dtype = dtype
 
     # -------------------------------------------------------------------------------------- roles
-    def parameter_roles(self) -> dict[str, Role]:
-        extra = {"position": Role.POSITION} if self.position is not None else None
-        return roles_from_structure(self, self.family.roles, prefix="model.", extra=extra)
-
-    def parameter_layers(self) -> dict[str, int]:
-        return layers_of(self, self.family.roles, prefix="model.")
-
     def used_numel(self, seq_len: int) -> dict[str, int]:
         used = {f"model.{self.family.token_embedding}.weight": 0}
         if self.family.position:
@@ -298,14 +282,25 @@ class CausalBackbone(TransformerBackbone, UsesModelFamilies):
 
     def random_module(self, options: CausalOptions, max_len: int, provenance: dict[str, Any]) -> CausalLMModule:
         if options.family:
+            known = {f.model_type for f in self.known_families().values() if f.kind == self.family_kind}
+            if options.family not in known:
+                raise UserError(f"{self.spec.name}: unknown family {options.family!r}"
+                                f"{did_you_mean(options.family, known)}; the families are {', '.join(sorted(known))} "
+                                f"(`fpt-bench ls backbones --options`; a plugin adds one: docs/backbones.md)")
             config = _config_class(options.family)()
             where = f"default {options.family} config"
         else:
             where = str(self.source(options))
             config = load_config(where)
         family = self._family(config, where)
-        for key, value in {**_dropout(family, options.dropout),
-                           **family.sizes(config, options.n_embd, options.n_head)}.items():
+        sizes: dict[str, Any] = {}
+        if options.n_embd or options.n_head:
+            if family.sizes is None:
+                raise UserError(f"{self.spec.name}: model family {family.model_type!r} does not say how to set "
+                                f"n_embd/n_head (its ModelFamily has no `sizes`); leave them out to build its "
+                                f"config's own sizes, or give the family a `sizes` function (docs/backbones.md)")
+            sizes = family.sizes(config, options.n_embd, options.n_head)
+        for key, value in {**_dropout(family, options.dropout), **sizes}.items():
             setattr(config, key, value)
         if options.n_layers:
             set_depth(config, options.n_layers)

@@ -13,13 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from fpt_bench import BackboneSpec, Role, UserError, hookimpl
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.checkpoint_schema import Architecture
-from fpt_bench.api.structure import RoleMap, TransformerOptions, layer_list, layers_of, roles_from_structure, submodule
+from fpt_bench.api.structure import (
+    PresetOptions,
+    RoleMap,
+    TransformerOptions,
+    layer_list,
+    submodule,
+)
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import load_config, load_pretrained, model_from_config, truncate_layers
 
@@ -132,24 +138,11 @@ def _model_class(family: Family) -> Any:
     return getattr(transformers, family.model_class)
 
 
-class HFEncoderOptions(TransformerOptions):
-    preset: Literal["bert", "roberta", "t5", "longformer", "minilm"] | None = Field(
+class HFEncoderOptions(PresetOptions):
+    preset: Literal["bert", "roberta", "t5", "longformer", "minilm"] | None = Field(  # type: ignore[assignment]
         default=None, description="a known model: bert, roberta, t5, longformer or minilm")
-    family: Literal["bert", "roberta", "t5", "longformer"] | None = Field(
+    family: Literal["bert", "roberta", "t5", "longformer"] | None = Field(  # type: ignore[assignment]
         default=None, description="weights=random without a source: that family's default config")
-    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout (default: the model's own)")
-
-    @model_validator(mode="after")
-    def _which(self) -> HFEncoderOptions:
-        weights = self.weight_source
-        if self.family and (weights.kind != "random" or self.source or self.preset):
-            raise ValueError("family= only applies to weights=random without source= or preset=")
-        if self.source and self.preset:
-            raise ValueError("give source= or preset=, not both")
-        if not (weights.from_checkpoint or self.source or self.preset or self.family):
-            raise ValueError("give preset=bert|roberta|t5|longformer|minilm or source=HUB_ID_OR_DIR "
-                             "(or family=NAME with weights=random)")
-        return self
 
     def resolved_source(self) -> str | None:
         if self.preset == "minilm":
@@ -162,6 +155,7 @@ class HFEncoderModule(TransformerModule):
         super().__init__(provenance)
         self.model = model
         self.family = family
+        self.role_map, self.role_prefix = family.roles, "model."
         self._sync()
 
     def _sync(self) -> None:
@@ -175,12 +169,6 @@ class HFEncoderModule(TransformerModule):
         if mask is None and self.family.model_type == "longformer":
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         return self.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-
-    def parameter_roles(self) -> dict[str, Role]:
-        return roles_from_structure(self, self.family.roles, prefix="model.")
-
-    def parameter_layers(self) -> dict[str, int]:
-        return layers_of(self, self.family.roles, prefix="model.")
 
     def used_numel(self, seq_len: int) -> dict[str, int]:
         used = {f"model.{path}.weight": 0 for path in self.family.token_embedding}

@@ -25,6 +25,8 @@ from torch.nn import functional as F
 
 from fpt_bench import Backbone, BackboneModule, BackboneSpec, Role, UserError, hookimpl
 from fpt_bench.api.checkpoint_schema import Architecture
+from fpt_bench.api.memory import build_within_memory
+from fpt_bench.api.structure import MAX_LAYERS, MAX_POSITIONS, MAX_WIDTH
 from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, parse_weights
 
 WEIGHTS = ("random", "checkpoint", "result")
@@ -34,12 +36,13 @@ ARCHITECTURE = ("n_layers", "hidden_size", "layer_norm", "residual", "positions"
 class LSTMOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     weights: str = Field(default="random", description="random | checkpoint:PATH | result:RESULT_JSON")
-    n_layers: int = Field(default=3, gt=0, description="LSTM layers (the paper: 3)")
-    hidden_size: int = Field(default=768, gt=0, description="width (the paper: 768)")
+    n_layers: int = Field(default=3, gt=0, le=MAX_LAYERS, description="LSTM layers (the paper: 3)")
+    hidden_size: int = Field(default=768, gt=0, le=MAX_WIDTH, description="width (the paper: 768)")
     layer_norm: bool = Field(default=True, description="LayerNorm on gate pre-activations and cell (the paper)")
     residual: bool = Field(default=False, description="residual connection around every layer")
     positions: bool = Field(default=False, description="add a learned position table to the input")
-    n_positions: int = Field(default=1024, gt=0, description="rows of the position table (grown to max_len)")
+    n_positions: int = Field(default=1024, gt=0, le=MAX_POSITIONS,
+                             description="rows of the position table (grown to max_len)")
     dropout: float = Field(default=0.0, ge=0, lt=1, description="dropout between layers")
     compile: bool = Field(default=False, description="torch.compile the layer-norm cell step")
 
@@ -195,7 +198,10 @@ class LSTM(Backbone):
         weights = parse_weights(options.weights, WEIGHTS)
         if not weights.from_checkpoint:
             init = "nn.LSTM's uniform(+-1/sqrt(width)); LayerNorm gain 1, bias 0; zero initial state"
-            return LSTMModule(options, max_len, {"weights": "random", "init": init})
+            return build_within_memory(  # measured on the meta device first: a forged size allocates nothing
+                lambda: LSTMModule(options, max_len, {"weights": "random", "init": init}),
+                f"backbone 'lstm' (n_layers={options.n_layers}, hidden_size={options.hidden_size})",
+                "choose smaller n_layers / hidden_size")
         checkpoint = open_checkpoint(weights, "lstm", LSTMArchitecture)
         arch = checkpoint.architecture
         clash = [k for k in ARCHITECTURE if k in options.model_fields_set and getattr(options, k) != arch[k]

@@ -24,7 +24,7 @@ from fpt_bench import BackboneSpec, Role, UserError, hookimpl
 from fpt_bench.api import availability
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.errors import did_you_mean
-from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench.api.structure import MAX_POSITIONS, RoleMap, TransformerOptions
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import pretrained_error, truncate_layers
 
@@ -53,7 +53,8 @@ class TimmViTOptions(TransformerOptions):
                        "(e.g. vit_base_patch14_dinov2.lvd142m, deit_base_patch16_224, eva02_base_patch14_224)")
     source: str | None = Field(default=None, description="a local directory (model.safetensors) or .safetensors "
                                "file of timm weights for `model` (default: timm's download from the hub)")
-    n_positions: int = Field(default=1024, gt=0, description="rows of the new position table (grown to max_len)")
+    n_positions: int = Field(default=1024, gt=0, le=MAX_POSITIONS,
+                             description="rows of the new position table (grown to max_len)")
     dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout in the blocks (default: 0)")
 
 
@@ -67,6 +68,7 @@ def _final_norm(vit: nn.Module) -> nn.Module:
 
 
 class TimmViTModule(TransformerModule):
+    role_map = ROLES
     def __init__(self, vit: nn.Module, name: str, kwargs: dict[str, Any], n_positions: int,
                  provenance: dict[str, Any]) -> None:
         super().__init__(provenance)
@@ -101,12 +103,6 @@ class TimmViTModule(TransformerModule):
         for block in self.layers:
             hidden = block(hidden, attn_mask=attn_mask) if self.takes_mask else block(hidden)
         return self.norm(hidden)
-
-    def parameter_roles(self) -> dict[str, Role]:
-        return roles_from_structure(self, ROLES)
-
-    def parameter_layers(self) -> dict[str, int]:
-        return layers_of(self, ROLES)
 
     def used_numel(self, seq_len: int) -> dict[str, int]:
         return {"position": min(seq_len, self.max_positions) * self.hidden_size}  # type: ignore[type-var]

@@ -15,7 +15,7 @@ from torch import nn
 from fpt_bench import BackboneSpec, Role, hookimpl
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.checkpoint_schema import Architecture
-from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure
+from fpt_bench.api.structure import MAX_POSITIONS, RoleMap, TransformerOptions
 from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
 from fpt_bench.api.weights import load_pretrained, model_from_config, truncate_layers
 
@@ -30,7 +30,8 @@ ROLES = RoleMap(
 
 class ViTOptions(TransformerOptions):
     source: str | None = Field(default=None, description=f"hub id or local directory (default {DEFAULT_SOURCE})")
-    n_positions: int = Field(default=1024, gt=0, description="rows of the new position table (grown to max_len)")
+    n_positions: int = Field(default=1024, gt=0, le=MAX_POSITIONS,
+                             description="rows of the new position table (grown to max_len)")
     dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout (default: the model's own, 0)")
 
 
@@ -43,6 +44,7 @@ def _parts(vit: nn.Module) -> tuple[nn.ModuleList, nn.Module]:
 
 
 class ViTModule(TransformerModule):
+    role_map = ROLES
     def __init__(self, vit: nn.Module, n_positions: int, provenance: dict[str, Any]) -> None:
         super().__init__(provenance)
         self.config = vit.config
@@ -61,12 +63,6 @@ class ViTModule(TransformerModule):
             if isinstance(hidden, tuple):  # transformers 4 returns (hidden,)
                 hidden = hidden[0]
         return self.norm(hidden)
-
-    def parameter_roles(self) -> dict[str, Role]:
-        return roles_from_structure(self, ROLES)
-
-    def parameter_layers(self) -> dict[str, int]:
-        return layers_of(self, ROLES)
 
     def used_numel(self, seq_len: int) -> dict[str, int]:
         return {"position": min(seq_len, self.max_positions) * self.hidden_size}

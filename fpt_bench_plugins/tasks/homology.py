@@ -30,16 +30,13 @@ from fpt_bench import (
     PaperHParams,
     Readout,
     SplitData,
-    Task,
     TaskSpec,
     Tokens,
-    UserError,
     hookimpl,
 )
 from fpt_bench.api.files import (
     RaggedTokens,
-    cached_tokens,
-    file_md5,
+    TokenFileTask,
     files_provenance,
     loads_plain_pickle,
     open_regular,
@@ -168,8 +165,9 @@ class HomologyOptions(BaseModel):
     max_len: int = Field(default=1024, ge=3, description="tokens kept per sequence (incl. <cls> and <sep>)")
 
 
-class RemoteHomology(Task):
+class RemoteHomology(TokenFileTask):
     Options = HomologyOptions
+    splits = SPLITS
     spec = TaskSpec(
         name="remote_homology",
         description="TAPE remote homology: SCOP fold (1195 classes) of a protein sequence",
@@ -213,32 +211,28 @@ class RemoteHomology(Task):
                                        f"--task-args format={other})") from None
             raise
 
-    def load(self, split: str, options: HomologyOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
-        if split not in SPLITS:
-            raise UserError(f"task 'remote_homology' has splits {', '.join(SPLITS)}, not {split!r}")
-        spec = self.resolve_spec(options)
-        states = require_files(self.spec.name, data_dir, self.data_files(options))
-        state = states[SPLITS.index(split)]
-        path = state.location
-        assert path is not None
-        md5 = file_md5(data_dir, path)
-        key = {"md5": md5, "tokenizer": TOKENIZER_VERSION, "max_len": spec.max_len, "format": options.format}
+    def split_file(self, split: str, options: HomologyOptions, data_dir: Path  # type: ignore[override]
+                   ) -> tuple[Path, dict[str, Any]]:
+        state = require_files(self.spec.name, data_dir, self.data_files(options))[SPLITS.index(split)]
+        assert state.location is not None
+        return state.location, {"source": f"TAPE remote homology ({options.format})",
+                                "files": files_provenance([state])}
 
-        def build() -> RaggedTokens:
-            where = str(path.parent if options.format == "lmdb" else path)
-            raw = read_lmdb(path.parent) if options.format == "lmdb" else read_json(path)
-            return tokenize_records(tape_records(raw, where), where, spec.max_len, N_FOLDS)[0]
+    def read_tokens(self, path: Path, split: str, options: HomologyOptions,  # type: ignore[override]
+                    info: dict[str, Any]) -> RaggedTokens:
+        where = str(path.parent if options.format == "lmdb" else path)
+        raw = read_lmdb(path.parent) if options.format == "lmdb" else read_json(path)
+        return tokenize_records(tape_records(raw, where), where, self.resolve_spec(options).max_len, N_FOLDS)[0]
 
-        tokens, cache = cached_tokens(data_dir, self.spec.name, split, key, build)
-        x, lengths, y = tokens.padded(PAD)
-        info = {"source": f"TAPE remote homology ({options.format})", "files": files_provenance([state]),
-                "examples": len(y), "max_len": spec.max_len, "at_max_len": int((lengths >= spec.max_len).sum()),
-                **cache}
-        return SplitData(x, y, lengths, info=info, decode=_long)
+    def token_key(self, options: HomologyOptions) -> dict[str, Any]:  # type: ignore[override]
+        return {"tokenizer": TOKENIZER_VERSION, "max_len": self.resolve_spec(options).max_len,
+                "format": options.format}
 
-
-def _long(x: Any) -> Any:
-    return x.long()
+    def to_split(self, x: Any, lengths: Any, y: Any, info: dict[str, Any],  # type: ignore[override]
+                 options: HomologyOptions) -> SplitData:
+        max_len = self.resolve_spec(options).max_len
+        info.update(max_len=max_len, at_max_len=int((lengths >= max_len).sum()))
+        return super().to_split(x, lengths, y, info, options)
 
 
 @hookimpl

@@ -33,14 +33,12 @@ from fpt_bench import (
     OutputSpec,
     PaperHParams,
     Readout,
-    SplitData,
-    Task,
     TaskSpec,
     Tokens,
     UserError,
     hookimpl,
 )
-from fpt_bench.api.files import RaggedTokens, cached_tokens, file_md5, files_provenance, prepare_files, require_files
+from fpt_bench.api.files import RaggedTokens, TokenFileTask, files_provenance, prepare_files, require_files
 from fpt_bench_plugins.tasks.homology import IUPAC, PAD, encode_protein
 
 SPLIT_VERSION = 1
@@ -147,8 +145,9 @@ class ScopeOptions(BaseModel):
     in_family_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="remaining domains for test_in_family")
 
 
-class RemoteHomologySCOPe(Task):
+class RemoteHomologySCOPe(TokenFileTask):
     Options = ScopeOptions
+    splits = SPLITS
     spec = TaskSpec(
         name="remote_homology_scope",
         description="Fold classification from ASTRAL SCOPe 2.08 (40% identity), superfamily/family holdouts",
@@ -174,39 +173,30 @@ class RemoteHomologySCOPe(Task):
     def prepare(self, data_dir: Path, download: bool, options: BaseModel) -> None:
         prepare_files(self.spec.name, data_dir, self.data_files(options), download)
 
-    def load(self, split: str, options: ScopeOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
-        if split not in SPLITS:
-            raise UserError(f"task 'remote_homology_scope' has splits {', '.join(SPLITS)}, not {split!r}")
+    def split_file(self, split: str, options: ScopeOptions, data_dir: Path  # type: ignore[override]
+                   ) -> tuple[Path, dict[str, Any]]:
         states = require_files(self.spec.name, data_dir, self.data_files(options))
-        path = states[0].location
-        assert path is not None
-        md5 = file_md5(data_dir, path)
-        facts: dict[str, Any] = {}
+        assert states[0].location is not None
+        return states[0].location, {"source": "ASTRAL SCOPe FASTA", "files": files_provenance(states),
+                                    "split_seed": options.split_seed}
 
-        def build() -> RaggedTokens:
-            domains = [d for d in read_astral(path) if d.sccs[0] in options.classes]
-            splits, labels, dropped = split_domains(domains, options.split_seed, options.superfamily_holdout,
-                                                    options.family_holdout, options.valid_fraction,
-                                                    options.in_family_fraction)
-            if len(labels) > options.n_classes:
-                raise UserError(f"{path} has {len(labels)} folds in train, more than n_classes="
-                                f"{options.n_classes}; pass --task-args n_classes={len(labels)}")
-            facts.update(folds=len(labels), dropped=dropped.get(split, 0))
-            seqs = [encode_protein(d.sequence)[: options.max_len] for d in splits[split]]
-            if not seqs:
-                raise UserError(f"{path}: split {split!r} is empty (too few domains for this split)")
-            return RaggedTokens.from_lists(seqs, [labels[d.fold] for d in splits[split]])
+    def read_tokens(self, path: Path, split: str, options: ScopeOptions,  # type: ignore[override]
+                    info: dict[str, Any]) -> RaggedTokens:
+        domains = [d for d in read_astral(path) if d.sccs[0] in options.classes]
+        splits, labels, dropped = split_domains(domains, options.split_seed, options.superfamily_holdout,
+                                                options.family_holdout, options.valid_fraction,
+                                                options.in_family_fraction)
+        if len(labels) > options.n_classes:
+            raise UserError(f"{path} has {len(labels)} folds in train, more than n_classes={options.n_classes}; "
+                            f"pass --task-args n_classes={len(labels)}")
+        info.update(folds=len(labels), dropped=dropped.get(split, 0))
+        seqs = [encode_protein(d.sequence)[: options.max_len] for d in splits[split]]
+        if not seqs:
+            raise UserError(f"{path}: split {split!r} is empty (too few domains for this split)")
+        return RaggedTokens.from_lists(seqs, [labels[d.fold] for d in splits[split]])
 
-        key = {"md5": md5, "split_version": SPLIT_VERSION, **options.model_dump()}
-        tokens, cache = cached_tokens(data_dir, self.spec.name, split, key, build)
-        x, lengths, y = tokens.padded(PAD)
-        info = {"source": "ASTRAL SCOPe FASTA", "files": files_provenance(states), "split_seed": options.split_seed,
-                "examples": len(y), **facts, **cache}
-        return SplitData(x, y, lengths, info=info, decode=_long)
-
-
-def _long(x: Any) -> Any:
-    return x.long()
+    def token_key(self, options: ScopeOptions) -> dict[str, Any]:  # type: ignore[override]
+        return {"split_version": SPLIT_VERSION, **options.model_dump()}
 
 
 @hookimpl

@@ -24,7 +24,7 @@ import hashlib
 import itertools
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -38,7 +38,6 @@ from fpt_bench import (
     PaperHParams,
     Readout,
     SplitData,
-    Task,
     TaskSpec,
     Tokens,
     UserError,
@@ -46,9 +45,8 @@ from fpt_bench import (
 )
 from fpt_bench.api.files import (
     RaggedTokens,
-    cached_tokens,
+    TokenFileTask,
     check_files,
-    file_md5,
     files_provenance,
     open_regular,
     prepare_files,
@@ -159,8 +157,9 @@ class ListOpsOptions(BaseModel):
     generator_seed: int = Field(default=0, ge=0, description="seed of the generated set (source generated/auto)")
 
 
-class ListOps(Task):
+class ListOps(TokenFileTask):
     Options = ListOpsOptions
+    splits = tuple(SPLIT_FILES)
     spec = TaskSpec(
         name="listops", version="1",
         description="ListOps (LRA listops-1000): value of nested MIN/MAX/MED/SM expressions, 10 classes",
@@ -236,32 +235,36 @@ class ListOps(Task):
         return listops_gen.write_splits(folder, seed, sizes)
 
     def load(self, split: str, options: ListOpsOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
-        if split not in SPLIT_FILES:
-            raise UserError(f"task 'listops' has splits train, val and test, not {split!r}")
-        source = self._source(data_dir, options)
-        if source == "small":
+        if split in SPLIT_FILES and self._source(data_dir, options) == "small":
             return _small_split(split, options)
-        if source == "lra":
-            states = require_files("listops", data_dir, self.data_files(options))
-            state = states[list(SPLIT_FILES).index(split)]
-            path = state.location
-            info = {"source": "LRA listops-1000", "files": files_provenance([state])}
-        else:
-            path = self.generated_dir(data_dir, options) / SPLIT_FILES[split]
-            if not path.is_file():
-                self.prepare(data_dir, False, options)
-            info = {"source": "generated (LRA algorithm)", "generator_seed": options.generator_seed,
-                    "file": str(path)}
-        assert path is not None
-        md5 = file_md5(data_dir, path)
-        key = {"md5": md5, "tokenizer": TOKENIZER_VERSION, "protocol": options.protocol}
-        tokens, cache = cached_tokens(data_dir, "listops", split, key, lambda: read_tsv(path, options.protocol))
-        info.update(md5=md5, protocol=options.protocol, examples=len(tokens), **cache)
-        x, lengths, y = tokens.padded()
+        return super().load(split, options, data_dir)
+
+    def split_file(self, split: str, options: ListOpsOptions, data_dir: Path  # type: ignore[override]
+                   ) -> tuple[Path, dict[str, Any]]:
+        if self._source(data_dir, options) == "lra":
+            state = require_files("listops", data_dir, self.data_files(options))[list(SPLIT_FILES).index(split)]
+            assert state.location is not None
+            return state.location, {"source": "LRA listops-1000", "files": files_provenance([state])}
+        path = self.generated_dir(data_dir, options) / SPLIT_FILES[split]
+        if not path.is_file():
+            self.prepare(data_dir, False, options)
+        return path, {"source": "generated (LRA algorithm)", "generator_seed": options.generator_seed,
+                      "file": str(path)}
+
+    def read_tokens(self, path: Path, split: str, options: ListOpsOptions,  # type: ignore[override]
+                    info: dict[str, Any]) -> RaggedTokens:
+        return read_tsv(path, options.protocol)
+
+    def token_key(self, options: ListOpsOptions) -> dict[str, Any]:  # type: ignore[override]
+        return {"tokenizer": TOKENIZER_VERSION, "protocol": options.protocol}
+
+    def to_split(self, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor, info: dict[str, Any],  # type: ignore[override]
+                 options: ListOpsOptions) -> SplitData:
+        info["protocol"] = options.protocol
         if options.protocol == "paper-compat":  # the reference pads every sequence to 512 and reads the end
             x = torch.nn.functional.pad(x, (0, PAPER_MAX_LEN - x.shape[1]))
             return SplitData(x, y, info=info, decode=_long)
-        return SplitData(x, y, lengths, info=info, decode=_long)
+        return super().to_split(x, lengths, y, info, options)
 
 
 def _long(x: torch.Tensor) -> torch.Tensor:

@@ -262,10 +262,17 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         shape = getattr(data, "shape", None)
         raise CorruptFileError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), found "
                                f"{type(data).__name__} {getattr(data, 'dtype', '')} {shape}")
-    try:
-        y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise CorruptFileError(f"{path}: 'labels' must be integers") from None
+    try:  # integers only: a float label would be truncated, 2**64 or inf overflow
+        raw = np.asarray(labels)
+        if raw.dtype.kind not in "iu" and not (raw.dtype == object and all(type(v) is int for v in raw.ravel())):
+            raise TypeError
+        if raw.dtype == object:  # Python ints beyond int64: the first one out of range is named below
+            bad = next((i for i, v in enumerate(raw.ravel()) if not 0 <= v <= 9), None)
+            if bad is not None:
+                raise CorruptFileError(f"{path}: bad label {raw.ravel()[bad]} at index {bad} (labels are 0..9)")
+        y = raw.astype(np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise CorruptFileError(f"{path}: 'labels' must be integers 0..9") from None
     if y.ndim != 1 or len(y) != len(data):
         raise CorruptFileError(f"{path}: {y.size} labels for {len(data)} images")
     if len(y) and (y.min() < 0 or y.max() > 9):
