@@ -148,7 +148,8 @@ def test_log_kinds_of_plugins_are_accepted(tmp_path: Path, monkeypatch: pytest.M
 
     _host_with(monkeypatch, (module, "printer"), (Declared(), "declared"))
     for var in ("FPT_BENCH_LOG_PRINTER", "FPT_BENCH_LOG_REMOTE", "FPT_BENCH_LOG_JSONL"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")  # recorded, so that what apply_log_flags sets is undone after the test (else
+        monkeypatch.delenv(var)  # every later cell of the session logged to ev.jsonl in the working folder)
     apply_log_flags(["printer=1", "remote=http://x", "JSONL=ev.jsonl"])
     assert os.environ["FPT_BENCH_LOG_PRINTER"] == "1" and os.environ["FPT_BENCH_LOG_REMOTE"] == "http://x"
     assert os.environ["FPT_BENCH_LOG_JSONL"] == "ev.jsonl"
