@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-PLUGIN_API = "1.1"  # major bumps break plugins; minor bumps only add
+PLUGIN_API = "1.2"  # major bumps break plugins; minor bumps only add
 
 from fpt_bench.infra.threads import passive_openmp  # noqa: E402
 
@@ -26,6 +26,7 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(["Continuous", "Tokens", "Readout", "OutputSpec", "TaskSpec", "BackboneSpec", "LayerSelection",
                      "PolicySpec", "ExecutorSpec"], "fpt_bench.api.specs"),
     **dict.fromkeys(["SuiteCell", "SuiteSpec"], "fpt_bench.api.suites"),
+    **dict.fromkeys(["Objective", "Classification", "MultiLabel", "Regression"], "fpt_bench.api.objectives"),
     "CellConfig": "fpt_bench.api.cell",
     **dict.fromkeys(["Task", "Batch", "SplitData", "DataFile"], "fpt_bench.api.task"),
     **dict.fromkeys(["Backbone", "BackboneModule"], "fpt_bench.api.backbone"),

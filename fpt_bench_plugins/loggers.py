@@ -132,14 +132,17 @@ def fpt_bench_cell_evaluated(cell: Any, step: int, metrics: dict[str, float]) ->
 def fpt_bench_cell_finished(cell: Any, result: Any) -> None:
     m = result.metrics
     error = (result.error or "").splitlines()[0] if result.error else None
+    # every metric of the task's objective on the test split(s) (results before objectives: accuracy alone)
+    tests = {f"test_{k}": v for k, v in m.test_metrics.items()} or (
+        {"test_accuracy": m.test_accuracy} if m.test_accuracy is not None else {})
     _log(_record(
-        "cell_finished", cell, step=result.timing.steps, status=result.status, test_accuracy=m.test_accuracy,
-        val_accuracy=m.val_accuracy, train_loss=m.train_loss, best_step=m.best_step,
-        wall_seconds=round(result.timing.wall_seconds, 3), error=error,
+        "cell_finished", cell, step=result.timing.steps, status=result.status, val_accuracy=m.val_accuracy,
+        train_loss=m.train_loss, best_step=m.best_step, wall_seconds=round(result.timing.wall_seconds, 3),
+        error=error, **{**tests, "test_accuracy": m.test_accuracy},
     ))
     writer = _tensorboard(cell, create=False)
     if writer is not None:
-        if m.test_accuracy is not None:
-            writer.add_scalar("test_accuracy", m.test_accuracy, result.timing.steps)
+        for name, value in tests.items():
+            writer.add_scalar(name, value, result.timing.steps)
         writer.close()
         _writers.pop(cell.config_hash(), None)

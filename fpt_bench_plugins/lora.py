@@ -13,7 +13,7 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.nn import functional as F
 
@@ -113,18 +113,38 @@ class LoRA(FreezePolicy):
             param.requires_grad_(roles[name] in trainable)
 
 
+# the roles a backbone's layers hold (the harness's input and output layers are in none)
+LAYERED = tuple(r.value for r in Role if r not in (R.INPUT, R.OUTPUT))
+
+
 class LayerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    roles: Literal["attention", "feedforward", "attention+feedforward"] = Field(
-        default="attention+feedforward", description="roles trained in the chosen layers (on top of fpt)")
+    roles: str = Field(
+        default="attention+feedforward",
+        description=f"roles trained in the chosen layers (on top of fpt), joined by '+': {', '.join(LAYERED)}; "
+                    "or all (every parameter of those layers)")
     last: int | None = Field(default=None, gt=0, description="the last N layers")
     layers: str | int | None = Field(default=None, description="layer indices joined by '+', negative from the end")
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: str) -> str:
+        parts = value.split("+")
+        unknown = [p for p in parts if p not in (*LAYERED, "all")]
+        if unknown:
+            raise ValueError(f"roles={value!r}: {', '.join(unknown)} is not a layered role (one or more of "
+                             f"{', '.join(LAYERED)} joined by '+', or all)")
+        return value
 
     @model_validator(mode="after")
     def _one(self) -> LayerOptions:
         if (self.last is None) == (self.layers is None):
             raise ValueError("give last=N or layers=I+J+... (one of them)")
         return self
+
+    def trained_roles(self) -> frozenset[Role]:
+        parts = self.roles.split("+")
+        return frozenset(Role(p) for p in LAYERED) if "all" in parts else frozenset(Role(p) for p in parts)
 
     def chosen(self, n_layers: int) -> set[int]:
         if self.last is not None:
@@ -140,18 +160,22 @@ class LayerOptions(BaseModel):
 
 
 class FPTLayers(FreezePolicy):
+    """fpt, plus the chosen roles of the chosen layers: a rule on the policy's options, so ``is_trainable`` reads
+    them (``apply`` validates the layer choice once against the backbone's depth first)."""
+
     spec = PolicySpec(
         name="fpt_layers", description="fpt + chosen roles of chosen layers (options: roles, last or layers), "
-        "e.g. roles=attention,last=1", trainable_roles=FPT_ROLES | {R.ATTENTION, R.FEEDFORWARD},
+        "e.g. roles=attention,last=1 or roles=recurrent,last=1 or roles=all,last=2",
+        trainable_roles=FPT_ROLES | {R.ATTENTION, R.FEEDFORWARD},
         citation="Lu et al. 2021 (Table 14 generalised)",
     )
     Options = LayerOptions
+    smoke_args = {"last": 1}  # the options check-plugin applies it with (it needs last= or layers=)
 
     def apply(self, model: FPTModel, options: LayerOptions) -> None:  # type: ignore[override]
-        self.transform(model, options)
-        chosen = options.chosen(model.backbone.n_layers)
-        extra = TARGETS[options.roles]
-        roles, layers = model.parameter_roles(), model.parameter_layers()
-        for name, param in model.named_parameters():
-            role = roles[name]
-            param.requires_grad_(role in FPT_ROLES or (role in extra and layers.get(name) in chosen))
+        options.chosen(model.backbone.n_layers)  # an out-of-range layer is the user's error, said once
+        super().apply(model, options)
+
+    def is_trainable(self, name: str, role: Role, layer: int | None, n_layers: int, model: FPTModel,  # type: ignore[override]
+                     options: LayerOptions) -> bool:
+        return role in FPT_ROLES or (role in options.trained_roles() and layer in options.chosen(n_layers))

@@ -88,11 +88,11 @@ def install(fault: Fault) -> None:
         real_loss = train.loss_fn
         calls = [0]
 
-        def loss_fn(logits: Any, y: Any) -> Any:
+        def loss_fn(logits: Any, y: Any, *rest: Any) -> Any:
             calls[0] += 1
             if calls[0] == fault.at:
                 _die()
-            return real_loss(logits, y)
+            return real_loss(logits, y, *rest)
 
         train.loss_fn = loss_fn
         return

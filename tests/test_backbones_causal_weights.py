@@ -17,7 +17,7 @@ import torch
 from backbone_helpers import build_backbone, one_thread  # noqa: F401
 from causal_helpers import TINY, hand_counts, save_model
 
-from fpt_bench import PluginError, Role, UserError
+from fpt_bench import Role, UserError
 from fpt_bench.cli import main
 from fpt_bench.host.manager import get_host
 
@@ -171,12 +171,18 @@ def test_a_plugin_registers_a_family_through_the_hook(tmp_path: Path, olmo_plugi
     y[:, 4:] += 1
     with torch.no_grad():
         torch.testing.assert_close(module.eval()(x)[:, :4], module(y)[:, :4])
-    try:  # a second plugin cannot silently replace the family (strict mode raises, else it is reported)
-        message = get_host().register(doc_plugin(), "another-olmo").error
-    except PluginError as exc:
-        message = str(exc)
-    assert "model_family 'olmo' is registered twice: by plugin 'third-party-olmo' and by plugin 'another-olmo'" \
-        in (message or "")
+    # a second plugin cannot silently replace the family: both load (qualified names), and a model of that family
+    # is then an error naming both, since the family is picked by the model's model_type, not by a name given
+    info = get_host().register(doc_plugin(), "another-olmo")
+    assert info.status == "ok" and info.registered == {"model_family": ["olmo"]}
+    with pytest.raises(UserError, match=r"^model family 'olmo' is registered by several plugins "
+                                        r"\(another-olmo:olmo, third-party-olmo:olmo\) and hf_decoder picks a family "
+                                        r"by the model's model_type, so it cannot choose: keep one of another-olmo, "
+                                        r"third-party-olmo \(uninstall the others, or name them in "
+                                        r"FPT_BENCH_DISABLE_PLUGINS\)$"):
+        build_backbone("hf_decoder", {"weights": "random", "source": str(tmp_path / "olmo")})
+    with pytest.raises(UserError, match=r"^model family 'olmo' is registered by several plugins"):
+        build_backbone("hf_decoder", {"weights": "random", "family": "olmo"})  # a default config: the same
 
 
 def test_a_family_without_sizes_refuses_n_embd_rather_than_ignore_it(olmo_plugin: None) -> None:

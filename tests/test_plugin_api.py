@@ -19,7 +19,9 @@ from fpt_bench.host.manager import Host
 
 
 def test_plugin_api_version_is_public() -> None:
-    assert fpt_bench.PLUGIN_API == "1.1"  # 1.1 added FPTModel, FPT_ROLES, ExecutorSpec, Flag, seeding, ...
+    # 1.1 added FPTModel, FPT_ROLES, ExecutorSpec, Flag, seeding, ...; 1.2 objectives (OutputSpec.objective),
+    # qualified names, options passed to FreezePolicy.is_trainable, PolicySpec.train_layers, a policy's smoke_args
+    assert fpt_bench.PLUGIN_API == "1.2"
     assert "PLUGIN_API" in fpt_bench.__all__ and re.fullmatch(r"\d+\.\d+", fpt_bench.PLUGIN_API)
 
 
@@ -56,8 +58,9 @@ def test_hook_implementations_may_take_a_subset_of_the_arguments(
     assert main(["run", "--task", "bit_xor", "--backbone-args", TINY_GPT2, "--profile", "smoke", "--device", "cpu",
                  "--steps", "4", "--eval-every", "2", "--no-progress", "--output-dir", str(tmp_path)]) == 0
     assert listener.calls == [
-        ("register_tasks", None), ("started", None), ("evaluated", (2, ["train_loss", "val_accuracy"])),
-        ("evaluated", (4, ["train_loss", "val_accuracy"])), ("finished", "ok")]
+        ("register_tasks", None), ("started", None),
+        ("evaluated", (2, ["train_loss", "val_accuracy", "val_exact_match"])),  # bit_xor: 5 bits, each and all right
+        ("evaluated", (4, ["train_loss", "val_accuracy", "val_exact_match"])), ("finished", "ok")]
     assert "warning" not in capsys.readouterr().err
 
 

@@ -110,8 +110,9 @@ class Tally(Task):
 
     def load(self, split, options, data_dir):
         rows = [line.split() for line in (data_dir / "tally" / f"{split}.txt").read_text().splitlines()]
-        x = torch.tensor([[float(bit) for bit in bits] for bits, _ in rows]).unsqueeze(-1)
-        return SplitData(x, torch.tensor([int(label) for _, label in rows]))
+        x = torch.tensor([[int(bit) for bit in bits] for bits, _ in rows], dtype=torch.uint8)  # stored compactly
+        return SplitData(x, torch.tensor([int(label) for _, label in rows]),
+                         decode=lambda batch: batch.float().unsqueeze(-1))  # (N, 6) uint8 -> (N, 6, 1) floats
 
 
 @hookimpl
@@ -130,8 +131,12 @@ def test_example_plugin_passes_every_check(example: Path, capsys: pytest.Capture
     code, rows = _check(capsys, "fpt-bench-example")  # the distribution: both of its entry points
     assert code == 0
     assert [key for key, (status, _) in rows.items() if status == "fail"] == []
-    skipped = [key for key, (status, _) in rows.items() if status == "skip"]
-    assert all(check.startswith("on ") for _, check in skipped), skipped  # built-in backbones without smoke_args
+    skipped = {key: detail for key, (status, detail) in rows.items() if status == "skip"}
+    if find_spec("timm"):  # every built-in backbone has smoke_args: the policy is applied to each of them
+        assert skipped == {}
+    else:
+        assert skipped == {("policy fpt_last_layers", "on timm_vit"): (
+            "backbone 'timm_vit' cannot be built here: needs the timm package: pip install 'fpt-bench[timm]'")}
     for check in ("sampled batches", "loaded splits", "forward", "smoke cell", "determinism per seed"):
         assert ("task sort_digits", check) in rows
     for check in ("roles", "layers", "padding mask", "determinism per seed", "smoke cell"):
@@ -157,8 +162,9 @@ def test_broken_plugin_fails_with_each_contract_named(plugin_site, tmp_path: Pat
         ("task unseeded", "loaded splits"): "NotImplementedError",
         ("task bad_files", "data-missing error"): "with no data, prepare() raised FileNotFoundError",
         ("backbone roleless", "roles"): "1 parameter(s) have no role, e.g. scale",
-        **{("policy train_nothing", f"on {backbone}"): "nothing trains on this backbone"  # built-ins with smoke_args
-           for backbone in ("gpt2", "hf_decoder", "hf_ssm", *(["timm_vit"] if find_spec("timm") else []))},
+        **{("policy train_nothing", f"on {backbone}"): "nothing trains on this backbone"  # every built-in backbone
+           for backbone in ("gpt2", "hf_decoder", "hf_encoder", "hf_ssm", "lstm", "minilm", "vit",
+                            *(["timm_vit"] if find_spec("timm") else []))},
         ("policy train_nothing", "on roleless"): "backbone parameter 'scale' has no role",  # the plugin's own
         ("plugin broken_import", "loads and registers"): "failed to import: ImportError: needs libfoo",
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from plugin_helpers import ROOT, TINY_GPT2, pip_install, plugin_site  # noqa: F401 - fixtures
 
 import fpt_bench
@@ -106,7 +107,7 @@ def test_writing_plugins_uses_only_the_public_api() -> None:
 
 def test_writing_plugins_snippets_run_and_the_backbone_keeps_the_contracts() -> None:
     snippets = [b for b in code_blocks(GUIDE_MD, "python") if not b.startswith("# file:")]
-    assert len(snippets) == 7
+    assert len(snippets) == 12
     namespaces = []
     for block in snippets:
         namespace: dict[str, Any] = {"__name__": "snippet"}
@@ -128,6 +129,29 @@ def test_writing_plugins_snippets_run_and_the_backbone_keeps_the_contracts() -> 
     policy.apply(model, policy.options({}))
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert "backbone.blocks.0.0.weight" in trained and "backbone.blocks.1.1.weight" not in trained
+
+    def trains(policy: Any, args: dict[str, Any]) -> set[str]:
+        model = FPTModel(probe, backbone.build(backbone.options(backbone.smoke_args), 12))
+        policy.apply(model, policy.options(args))
+        return {n.removeprefix("backbone.") for n, p in model.named_parameters() if p.requires_grad}
+
+    io = {"input.embed.weight", "input.embed.bias", "output.weight", "output.bias"}
+    block = {f"blocks.{{}}.{n}" for n in ("0.weight", "0.bias", "1.weight", "1.bias")}  # LayerNorm, Linear
+    layer = {i: {n.format(i) for n in block} for i in range(2)}
+    last_two = next(ns["FPT_LAST_TWO"] for ns in namespaces if "FPT_LAST_TWO" in ns)
+    assert trains(last_two, {}) == io | layer[0] | layer[1]  # fpt's norms + every parameter of both layers
+    first = next(ns["FirstLayers"] for ns in namespaces if "FirstLayers" in ns)()
+    assert trains(first, first.smoke_args) == io | layer[0]  # is_trainable reads options.upto
+    assert trains(first, {"upto": 0}) == io
+    regression = next(ns["SPEC"] for ns in namespaces if "SPEC" in ns)
+    assert (regression.output.width, regression.output.objective.higher_is_better) == (1, False)
+    within = next(ns["WithinHalf"] for ns in namespaces if "WithinHalf" in ns)()
+    assert within.metrics(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.2, 2.9, 3.4])) == {
+        "within_half": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match=r"y is \(3, 1\) torch.float32; expected \(3,\) float targets"):
+        within.check_labels(torch.zeros(3, 1), 3, None)
+    cell = next(ns["cell"] for ns in namespaces if "cell" in ns)
+    assert cell.backbone_args == {"n_layers": 2, "hidden_size": 64} and cell.row == "lstm, last gates"
 
 
 def test_the_tutorial_project_installs_passes_check_plugin_and_runs(

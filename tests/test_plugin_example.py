@@ -46,7 +46,8 @@ def test_pip_installed_example_is_listed(example: Path, capsys: pytest.CaptureFi
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
     assert listed["example"] == {
         "name": "example", "distribution": "fpt-bench-example", "version": "0.1.0", "status": "ok", "error": None,
-        "registered": {"task": ["sort_digits"], "backbone": ["torch_transformer"], "policy": ["fpt_last_layers"]},
+        "registered": {"task": ["sine_next", "sort_digits"], "backbone": ["torch_transformer"],
+                       "policy": ["fpt_last_layers"]}, "shared": {},
     }
     assert listed["example_wandb"]["status"] == "ok"
     assert listed["example_wandb"]["registered"] == {}
@@ -124,6 +125,42 @@ def test_sort_digits_sorts(example: Path) -> None:
     assert len(test) == 1000 and torch.equal(test.x, task.load("test", options, Path("/nonexistent")).x)
 
 
+def test_sine_next_asks_for_the_next_sample(example: Path) -> None:
+    task = Host().load_entry_points().tasks.get("sine_next")
+    options = task.options({"length": 12})
+    spec = task.resolve_spec(options)
+    assert (spec.max_len, spec.output.n_predictions, spec.output.width, spec.output.objective.primary) == \
+        (12, 1, 1, "mse")
+    batch = task.sample(64, torch.Generator().manual_seed(0), options)
+    x, y = batch.x[..., 0].double(), batch.y.double()
+    assert batch.x.shape == (64, 12, 1) and batch.y.shape == (64,) and batch.y.dtype == torch.float32
+    # a sampled sine obeys s[t+1] = 2 cos(f) s[t] - s[t-1]: fit cos(f) on the inputs, extrapolate one step
+    cos_f = ((x[:, 2:] + x[:, :-2]) * x[:, 1:-1]).sum(1) / (2 * x[:, 1:-1].square().sum(1))
+    assert torch.allclose(2 * cos_f * x[:, -1] - x[:, -2], y, atol=1e-4)
+
+
+def test_the_regression_example_is_scored_and_ranked_by_mse(example: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from fpt_bench.leaderboard.collect import build_table, load_results
+    from fpt_bench.leaderboard.render import render
+
+    flags = ["--task", "sine_next", "--backbone", "torch_transformer", "--backbone-args", TINY_TRANSFORMER]
+    assert _run(tmp_path, *flags) == 0, capsys.readouterr().err
+    result = _only_result(tmp_path)
+    m = result.metrics
+    assert result.status == "ok" and (m.metric, m.higher_is_better, m.percent) == ("mse", False, False)
+    assert m.test_accuracy is None and m.test_score == m.test_metrics["mse"]
+    assert set(m.test_metrics) == {"mse", "mae", "rmse"}
+    assert m.test_metrics["rmse"] ** 2 == pytest.approx(m.test_metrics["mse"])
+    assert m.objective["normalize"] is True and m.objective["target_std"] > 0
+    assert result.provenance.components == {"task": "example:sine_next", "backbone": "example:torch_transformer",
+                                            "policy": "policies:fpt"}
+    loaded, refused = load_results([tmp_path])
+    assert refused == []
+    text = render(build_table(loaded), "github")
+    assert "sine\\_next \\[v1, default, mse ↓\\]" in text and f"{m.test_score:.4g} (n=1)" in text
+
+
 def test_torch_transformer_roles_layers_and_causality(example: Path) -> None:
     host = Host().load_entry_points()
     backbone = host.backbones.get("torch_transformer")
@@ -182,7 +219,8 @@ def test_wandb_logger_logs_a_cell_offline(example: Path, tmp_path: Path, monkeyp
     kind, init = calls[0]
     assert kind == "init" and init["project"] == "my-project" and init["mode"] == "offline"
     assert init["config"]["task"] == "bit_xor" and init["name"].startswith("bit_xor / gpt2")
-    assert calls[1:3] == [("log", 2, ["train_loss", "val_accuracy"]), ("log", 4, ["train_loss", "val_accuracy"])]
+    logged = ["train_loss", "val_accuracy", "val_exact_match"]  # bit_xor predicts 5 bits: exact match per example
+    assert calls[1:3] == [("log", 2, logged), ("log", 4, logged)]
     assert calls[3][0] == "finish" and calls[3][1]["test_accuracy"] == result.metrics.test_accuracy
     assert calls[3][1]["status"] == "ok" and len(calls) == 4
 

@@ -58,6 +58,7 @@ def test_jsonl_csv_and_tensorboard_log_every_event(plugin_site, tmp_path: Path, 
     assert [e["val_accuracy"] for e in events[1:3]] == [curve[0].val_accuracy, curve[1].val_accuracy]
     assert [e["train_loss"] for e in events[1:3]] == [curve[0].train_loss, curve[1].train_loss]
     assert events[3]["status"] == "ok" and events[3]["test_accuracy"] == result.metrics.test_accuracy
+    assert events[3]["test_exact_match"] == result.metrics.test_metrics["exact_match"]  # every metric of the task
 
     rows = list(csv.DictReader(table.open()))
     assert list(rows[0]) == loggers.CSV_COLUMNS
@@ -69,7 +70,8 @@ def test_jsonl_csv_and_tensorboard_log_every_event(plugin_site, tmp_path: Path, 
     [writer] = FakeWriter.made
     assert Path(writer.log_dir) == board / "bit_xor" / "gpt2__fpt" / f"smoke-seed0-{config_hash}"
     assert [(n, s) for n, s, _ in writer.scalars] == [
-        ("val_accuracy", 2), ("train_loss", 2), ("val_accuracy", 4), ("train_loss", 4), ("test_accuracy", 4)]
+        ("val_accuracy", 2), ("val_exact_match", 2), ("train_loss", 2), ("val_accuracy", 4), ("val_exact_match", 4),
+        ("train_loss", 4), ("test_accuracy", 4), ("test_exact_match", 4)]  # bit_xor: 5 bits, each and all right
     assert writer.closed and loggers._writers == {}
 
 
@@ -95,7 +97,8 @@ def test_tensorboard_missing_warns_once_and_the_run_goes_on(plugin_site, tmp_pat
     for step in (1, 2):
         loggers.fpt_bench_cell_evaluated(cell=cell, step=step, metrics={"val_accuracy": 0.5})
     err = capsys.readouterr().err
-    assert err.count("TensorBoard is not importable") == 1 and "pip install 'fpt-bench[tensorboard]'" in err
+    assert err.count("asks for TensorBoard, which is not importable") == 1
+    assert "pip install 'fpt-bench[tensorboard]'" in err
     assert not (tmp_path / "tb").exists()
 
 

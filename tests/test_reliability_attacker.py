@@ -41,14 +41,19 @@ TINY = "weights=random,n_layers=1,n_embd=16,n_head=2"
 
 def test_a_forged_budget_of_10_15_steps_is_refused_at_once(tmp_path: Path) -> None:
     """Checking that an ok result's curve covers its budget listed every evaluation step: a result claiming 10^15
-    steps evaluated every step would have built a list of 10^15 numbers. Now counted, refused in milliseconds."""
-    from fpt_bench.leaderboard.validate import cell_config, check_result_file
+    steps evaluated every step would have built a list of 10^15 numbers. Now counted, and the result schema bounds
+    steps at 10^9 besides: refused in milliseconds."""
+    from fpt_bench.leaderboard.validate import check_result_file
 
-    result = make_result(steps=10**15, curve=[(5 * 10**14, 0.25), (10**15, 0.5)])
-    result.cell.hparams["eval_every"] = 1
-    result.provenance.config_hash = cell_config(result).config_hash()  # forged consistently
+    result = make_result(steps=4, curve=[(2, 0.25), (4, 0.5)])
     path = write(tmp_path, result)
-    with within(10), pytest.raises(CorruptFileError, match="must have every evaluation"):
+    data = json.loads(path.read_text())  # forged by hand: TrainHParams and the schema bound steps at 10^9 now
+    data["cell"]["hparams"].update(steps=10**15, eval_every=1)
+    data["timing"]["steps"] = 10**15
+    for point, step in zip(data["metrics"]["curve"], (5 * 10**14, 10**15), strict=True):
+        point["step"] = step
+    path.write_text(json.dumps(data))
+    with within(10), pytest.raises(CorruptFileError, match="less than or equal to 1000000000"):
         check_result_file(path)
     tally("hostile inputs handled", "second look", 1)
 

@@ -81,6 +81,12 @@ def family_of(config: Any, source: str, kind: str, backbone: str, families: dict
     """The family of ``config`` among ``families`` for a backbone of ``kind``; one clear error otherwise."""
     model_type = str(getattr(config, "model_type", None))
     family = families.get(model_type)
+    shared = sorted(n for n in families if n.rpartition(":")[2] == model_type and ":" in n)
+    if family is None and shared:  # several plugins register it and none is a built-in (docs/writing-plugins.md)
+        plugins = ", ".join(n.rpartition(":")[0] for n in shared)
+        raise UserError(f"model family {model_type!r} is registered by several plugins ({', '.join(shared)}) and "
+                        f"{backbone} picks a family by the model's model_type, so it cannot choose: keep one of "
+                        f"{plugins} (uninstall the others, or name them in FPT_BENCH_DISABLE_PLUGINS)")
     if family is not None and family.kind == kind:
         return family
     if family is not None:

@@ -43,14 +43,14 @@ class FPTModel(nn.Module):
         self.input = InputLayer(task.input, backbone.hidden_size, input_dropout)
         self.backbone = backbone
         out = task.output
-        self.output = nn.Linear(backbone.hidden_size, out.per_position * out.n_classes)
+        self.output = nn.Linear(backbone.hidden_size, out.per_position * out.width)
         # modules a freeze policy's ``transform`` adds (LoRA, adapters); their parameters have role ``adapter``,
         # and a module with an int attribute ``layer`` belongs to that backbone layer
         self.adapters = nn.ModuleDict()
 
     # ------------------------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of shape (B, n_predictions, n_classes)."""
+        """Outputs of shape (B, n_predictions, width): logits for classification (width = n_classes)."""
         return self.head(self.features(x, lengths))
 
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -69,9 +69,9 @@ class FPTModel(nn.Module):
             return self.readout(hidden, lengths)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
-        """The output layer on readout features (B, k, hidden) -> logits (B, n_predictions, n_classes)."""
+        """The output layer on readout features (B, k, hidden) -> outputs (B, n_predictions, width)."""
         out = self.task.output
-        return self.output(features).reshape(features.shape[0], out.n_predictions, out.n_classes)
+        return self.output(features).reshape(features.shape[0], out.n_predictions, out.width)
 
     def _prefix_parameters(self) -> Iterator[nn.Parameter]:
         """Every parameter below the output layer, including modules a policy added (``adapters``), which

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -57,9 +58,11 @@ class SuiteSpec(Strict):
             for row, values in table.items():
                 if row not in rows:
                     raise ValueError(f"{what} names row {row!r}, which no cell has (rows: {', '.join(rows)})")
-                for col in values:
+                for col, value in values.items():
                     if col not in cols:
                         raise ValueError(f"{what}[{row!r}] names column {col!r}, which no cell has")
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise ValueError(f"{what}[{row!r}][{col!r}] is {value}: a paper number is finite")
         for col, value in self.thresholds.items():
             if col not in cols or not 0 <= value <= 1:
                 raise ValueError(f"thresholds[{col!r}]: must name a column and lie in [0, 1]")

@@ -204,6 +204,8 @@ def expand_cells(config: RunConfig, host: Host, device: str,
     said: set[str] = set()
     for entry in _grid(config, host):
         try:
+            for kind in ("task", "backbone", "policy"):  # the name a cell records: bare unless another plugin shares it
+                entry[kind] = host.registries[kind].canonical(entry[kind])
             task = host.tasks.get(entry["task"])
             task.options(entry["task_args"])
             backbone = host.backbones.get(entry["backbone"])

@@ -6,7 +6,8 @@ the thread count and precision the result records.
 
 A result computed on another device (a GPU) cannot be reproduced bit for bit on a CPU: its kernels add in other
 orders, and training carries the last-bit differences forward. Such a result is compared within a tolerance
-(:data:`ACCURACY_TOLERANCE` absolute on every accuracy, :data:`LOSS_TOLERANCE` relative on every training loss;
+(:data:`ACCURACY_TOLERANCE` absolute on every accuracy and every other metric in [0, 1], :data:`LOSS_TOLERANCE`
+relative on every training loss and every metric on the targets' scale, such as a regression's MSE;
 the status, the steps and the shape of the curve must still be equal); docs/reliability.md says how they were
 chosen.
 """
@@ -116,9 +117,15 @@ def _numbers(result: CellResult) -> dict[str, Any]:
                            "val_accuracy": m.val_accuracy, "val_accuracy_final": m.val_accuracy_final,
                            "best_step": m.best_step, "train_loss": m.train_loss, "curve points": len(m.curve)}
     out.update({f"test_splits.{k}": v for k, v in sorted(m.test_splits.items())})
+    if m.metric != "accuracy":  # the task's primary metric (an MSE, a micro-F1) and every metric of its objective
+        out.update({"test_score": m.test_score, "test_score_final": m.test_score_final, "val_score": m.val_score,
+                    "val_score_final": m.val_score_final})
+        out.update({f"test_metrics.{k}": v for k, v in sorted(m.test_metrics.items())})
     for i, point in enumerate(m.curve):
         out.update({f"curve[{i}].step": point.step, f"curve[{i}].train_loss": point.train_loss,
                     f"curve[{i}].val_accuracy": point.val_accuracy})
+        if m.metric != "accuracy":
+            out[f"curve[{i}].val_score"] = point.val_score
     if result.parameters is not None:
         out.update({"parameters.total": result.parameters.total, "parameters.trainable": result.parameters.trainable})
     return out
@@ -127,8 +134,10 @@ def _numbers(result: CellResult) -> dict[str, Any]:
 def _close(name: str, a: Any, b: Any) -> bool:
     if a is None or b is None or isinstance(a, str) or isinstance(b, str):
         return a == b
-    if "accuracy" in name:
-        return abs(a - b) <= ACCURACY_TOLERANCE + 1e-12
+    if "accuracy" in name or ("score" in name or "metrics." in name) and 0 <= min(a, b) <= max(a, b) <= 1:
+        return abs(a - b) <= ACCURACY_TOLERANCE + 1e-12  # accuracies, and other metrics that are fractions
+    if "score" in name or "metrics." in name:  # a metric on the targets' scale (an MSE): relative, as a loss
+        return math.isclose(a, b, rel_tol=LOSS_TOLERANCE)
     if "loss" in name:
         return math.isclose(a, b, rel_tol=LOSS_TOLERANCE)
     if name == "best_step":  # the best point may move to a neighbouring evaluation

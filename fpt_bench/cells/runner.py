@@ -18,6 +18,7 @@ from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import ResultWriteError, UserError
 from fpt_bench.api.model import FPTModel
 from fpt_bench.api.seeding import derive_seed, seed_everything
+from fpt_bench.cells import contract_check
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.profiles import task_options as task_options_for
 from fpt_bench.cells.sizes import check_cell_fits
@@ -101,7 +102,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
                             f"docs/api.md, 'Saving and reloading a backbone'); run without --save-backbone")
         model = FPTModel(spec, module, input_dropout=hp.input_dropout)
         policy = host.policies.get(cell.policy)
-        policy.apply(model, policy.options(cell.policy_args))
+        contract_check.apply_policy(host, cell, model, policy)  # policy.apply, with the plugin contract around it
         check_cell_fits(model, spec, hp, device, train_split,  # sizes beyond the device: refused before any step
                         max([len(val), *map(len, tests.values())]))
         model.to(device)
@@ -110,6 +111,7 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         precision, eval_precision = choice.train, choice.eval
 
         data = TrainingData(task, task_options, train_split, seeds["data"], hp.batch_size, device)
+        contract_check.check_run(host, cell, model, data, {spec.val_split: val, **tests}, precision)
         progress = Progress(label=cell.task, enabled=ctx.progress)
         trainer = Trainer(
             cell=cell, model=model, train=data, val=val, tests=tests, device=device, precision=precision,
@@ -125,8 +127,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
         if ctx.save_backbone and status == "ok":
             saved_backbone = _save_backbone(model, result_file, cell, outcome)
         metrics = Metrics(curve=outcome.curve, **outcome.metrics)
-    except UserError as exc:
-        status, error, outcome, error_kind = "failed", str(exc), None, "user"
+    except UserError as exc:  # a PluginContractError is the plugin's (error_kind "plugin")
+        status, error, outcome, error_kind = "failed", str(exc), None, getattr(exc, "error_kind", "user")
         metrics = _empty_metrics()
     except Exception as exc:  # noqa: BLE001 - a bug in one cell must not end the sweep
         status, outcome, metrics = "failed", None, _empty_metrics()
@@ -145,7 +147,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
     result = CellResult(
         cell=info, status=status, error=error, error_kind=error_kind, metrics=metrics, parameters=parameters,
         timing=_timing(outcome, wall, device, precision), provenance=Provenance(
-            harness_version=__version__, plugins=host.versions(), python=platform.python_version(),
+            harness_version=__version__, plugins=host.versions(), components=contract_check.components(host, cell),
+            python=platform.python_version(),
             torch=torch.__version__, transformers=_transformers_version(),
             platform=platform.platform(), git_hash=git_hash(), device=_device_name(device, threads),
             precision=precision, eval_precision=eval_precision, precision_auto=_precision_auto(cell, choice),

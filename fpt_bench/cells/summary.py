@@ -13,7 +13,7 @@ import sys
 from typing import IO, Any
 
 from fpt_bench.leaderboard.collect import Stat, Table, build_table, load_results
-from fpt_bench.leaderboard.render import fmt_number, value_text
+from fpt_bench.leaderboard.render import column_metric, fmt_number, value_text
 
 HEADERS = ("row", "task", "test accuracy %", "chance %", "above chance", "paper %")
 
@@ -26,7 +26,8 @@ def _chance(host: Any, task: str) -> tuple[float | None, str]:
     if task not in host.tasks:
         return None, ""
     spec = host.tasks.get(task).spec
-    return 100.0 * spec.chance_level(), spec.chance_note
+    level = spec.chance_level()
+    return (None if level is None else 100.0 * level), spec.chance_note
 
 
 def rows_of(table: Table, host: Any) -> list[tuple[str, ...]]:
@@ -38,13 +39,14 @@ def rows_of(table: Table, host: Any) -> list[tuple[str, ...]]:
             stat: Stat | None = table.cells.get((row, col.name))
             if stat is None or not stat.runs:
                 continue
-            chance, _ = _chance(host, col.task)
+            chance, _ = _chance(host, col.task) if col.percent else (None, "")
             margin = "" if stat.mean is None or chance is None else f"{stat.mean - chance:+.1f}"
             paper = fmt_number(stat.reference, table.metric) + stat.reference_mark if stat.reference is not None \
                 else "—"
             task = col.task if col.task == col.name else f"{col.name} ({col.task})"
             # why a seed failed is printed above the summary (the run's `failed:` lines): not repeated here
-            shown = value_text(dataclasses.replace(stat, errors=["reason above"]), table.metric)
+            shown = value_text(dataclasses.replace(stat, errors=["reason above"]), column_metric(table, col))
+            shown = shown if col.metric == "accuracy" else f"{col.metric} {shown}"
             lines.append((row, task, shown, "" if chance is None else f"{chance:g}", margin, paper))
     return lines
 
@@ -69,6 +71,9 @@ def render_summary(table: Table, host: Any, suite: Any | None, output_dir: str, 
            "  test accuracy: % of the task's test set answered right (the bit tasks: % of bits), with the parameters "
            "chosen by validation accuracy; mean ± std over seeds, n = seeds",
            "  chance: what answering without solving the task scores; above chance: test accuracy minus it"]
+    if any(col.metric != "accuracy" for col in table.columns):
+        out.append("  a value led by a metric's name (mse, exact_match, ...): the task's primary metric on its test "
+                   "set, the parameters chosen by validation in that metric's direction")
     for task in dict.fromkeys(col.task for col in table.columns):
         chance, note = _chance(host, task)
         if chance is not None and any(r[1].startswith(task) for r in rows):

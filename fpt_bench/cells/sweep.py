@@ -18,6 +18,7 @@ from fpt_bench.cells.claim import CellOutcome, needs_run, tidy
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.estimate import SweepClock, cell_cost
 from fpt_bench.infra.progress import clock as clock_text
+from fpt_bench.results.schema import primary_value
 from fpt_bench.results.store import checkpoint_path, result_path
 from fpt_bench.training import distributed
 
@@ -68,8 +69,9 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
         if r is None:
             print(f"{head} skip     {outcome.cell.label()}  ({outcome.note})", file=out, flush=True)
             return
-        acc = r.metrics.test_accuracy
-        shown = f"test {acc:.4f}" if acc is not None else ((r.error or "").splitlines() or [""])[0]
+        value = primary_value(r.metrics)
+        label = "test" if r.metrics.metric == "accuracy" else f"test {r.metrics.metric}"
+        shown = f"{label} {value:.4f}" if value is not None else ((r.error or "").splitlines() or [""])[0]
         print(f"{head} {r.status:8s} {outcome.cell.label()}  {shown}  ({r.timing.wall_seconds:.1f}s) -> "
               f"{outcome.path}", file=out, flush=True)
 

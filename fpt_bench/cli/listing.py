@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +28,45 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    """Every plugin with its status; exit code 1 when any failed to load or register (0 otherwise)."""
     from fpt_bench.host.manager import get_host
 
     host = get_host()
-    infos = [p.as_dict() for p in host.plugins.values()]
+    infos = [{**p.as_dict(), "shared": _shared(host, p.name)} for p in host.plugins.values()]
+    failed = any(p["status"] == "error" for p in infos)
     if args.json:
         print(json.dumps(infos, indent=2))
-        return 0
+        return 1 if failed else 0
     for p in infos:
         where = f"{p['distribution']} {p['version']}" if p["distribution"] else "(not from a distribution)"
         print(f"{p['name']:<20} {p['status']:<8} {where}")
         for kind, names in p["registered"].items():
             print(f"    {kind}: {', '.join(names)}")
+        for kind, shared in p["shared"].items():
+            for name, choices in shared.items():
+                print(f"    note: {kind} {name!r} is registered by several plugins ({', '.join(choices)}); "
+                      f"{_meaning(host.registries[kind], name)}")
         if p["error"]:
             print(f"    error: {p['error']}")
-    return 0
+    if failed:
+        names = ", ".join(p["name"] for p in infos if p["status"] == "error")
+        print(f"\n{sum(p['status'] == 'error' for p in infos)} plugin(s) failed to load: {names} "
+              "(exit code 1; their errors are above)")
+    return 1 if failed else 0
+
+
+def _shared(host: Any, origin: str) -> dict[str, dict[str, list[str]]]:
+    """kind -> bare name -> qualified names, for the names ``origin`` registered that other plugins register too."""
+    return {kind: shared for kind, registry in host.registries.items() if (shared := registry.shared(origin))}
+
+
+def _meaning(registry: Any, name: str) -> str:
+    from fpt_bench.api.errors import UserError
+
+    try:
+        return f"{name!r} alone means {registry.qualified(name)} (a built-in keeps its name)"
+    except UserError:
+        return f"{name!r} alone is ambiguous: give the qualified name"
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -61,19 +86,34 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 row["options"] = option_rows(getattr(entry.component, "Options", None))
     if args.json:
         print(json.dumps(rows, indent=2))
+        if args.kind in LIST_KINDS:
+            _failed_plugins(sys.stderr)
         return 0
     from tabulate import tabulate
 
     if not args.options:
         print(tabulate([(r["name"], r["description"], f"[{r['origin']}]") for r in rows], tablefmt="plain"))
-        return 0
-    for r in rows:
-        print(f"{r['name']}  {r['description']}  [{r['origin']}]")
-        options = [("  ", o["name"], "(required)" if o["required"] else f"={o['default']}", o["description"])
-                   for o in r.get("options", [])]
-        if options:
-            print(tabulate(options, tablefmt="plain"))
+    else:
+        for r in rows:
+            print(f"{r['name']}  {r['description']}  [{r['origin']}]")
+            options = [("  ", o["name"], "(required)" if o["required"] else f"={o['default']}", o["description"])
+                       for o in r.get("options", [])]
+            if options:
+                print(tabulate(options, tablefmt="plain"))
+    if args.kind in LIST_KINDS:
+        _failed_plugins(sys.stdout)
     return 0
+
+
+def _failed_plugins(stream: Any) -> None:
+    """After a listing: the plugins that failed to load, whose components the listing lacks."""
+    from fpt_bench.host.manager import get_host
+
+    failed = get_host().errors()
+    if failed:
+        print(f"\nnot listed: {len(failed)} plugin(s) failed to load (`fpt-bench plugins` shows why):", file=stream)
+        for p in failed:
+            print(f"  {p.name} ({p.distribution or 'not from a distribution'}): {p.error}", file=stream)
 
 
 def option_rows(model: type | None) -> list[dict[str, Any]]:

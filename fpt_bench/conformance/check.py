@@ -47,7 +47,9 @@ def _check(conf: Conformance, info: PluginInfo, report: Report) -> None:
     if not c.ok:
         return
     for kind, check in CHECKS:
+        registry = conf.host.registries[kind]
         for component in info.registered.get(kind, []):
-            check(conf, report, component, conf.host.registries[kind].get(component))
+            name = registry.canonical(f"{info.name}:{component}")  # qualified where another plugin shares it
+            check(conf, report, name, registry.get(name))
     if conf.event_impls(info.name):
         components.check_events(conf, report, info.name)

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from fpt_bench.api.backbone import BackboneSpec
-from fpt_bench.api.errors import DataMissingError
+from fpt_bench.api.errors import DataMissingError, UserError
 from fpt_bench.api.model import FPTModel
+from fpt_bench.api.options import brief_validation_error
 from fpt_bench.api.seeding import generator
-from fpt_bench.api.specs import PolicySpec, TaskSpec
-from fpt_bench.api.task import SplitData
+from fpt_bench.api.specs import ExecutorSpec, PolicySpec, TaskSpec
+from fpt_bench.api.suites import SuiteSpec
+from fpt_bench.api.task import Batch
+from fpt_bench.cells.profiles import task_options
 from fpt_bench.conformance.contracts import (
     ContractError,
+    check_causal,
     check_examples,
     check_forward,
     check_layers,
     check_module,
     check_padding,
     check_roles,
+    check_split,
+    check_trainable,
     check_used_numel,
     same_tensors,
 )
 from fpt_bench.conformance.harness import PROBE_LEN, PROBE_TASK, Conformance, Report, Skip
+from fpt_bench.results.schema import primary_value
 
 SEED = 1234
 
@@ -32,16 +39,20 @@ SEED = 1234
 def _named(spec: Any, kind: type, name: str) -> None:
     if not isinstance(spec, kind):
         raise ContractError(f"spec is {type(spec).__name__}, not fpt_bench.{kind.__name__}")
-    if spec.name != name:
+    if spec.name != name.rsplit(":", 1)[-1]:
         raise ContractError(f"registered as {name!r} but spec.name is {spec.name!r}")
 
 
+def _score(result: Any) -> str:
+    """The smoke cell's test score in the task's primary metric ("test accuracy 0.5", "test mse 0.0312")."""
+    value = primary_value(result.metrics)
+    return f"test {result.metrics.metric} {'none' if value is None else format(value, '.3g')}"
+
+
 def _same_metrics(a: Any, b: Any) -> None:
-    first = (a.metrics.test_accuracy, a.metrics.val_accuracy, [p.model_dump() for p in a.metrics.curve])
-    second = (b.metrics.test_accuracy, b.metrics.val_accuracy, [p.model_dump() for p in b.metrics.curve])
-    if first != second:
-        raise ContractError(f"two runs of the same cell and seed differ: test accuracy {a.metrics.test_accuracy} "
-                            f"vs {b.metrics.test_accuracy}")
+    keys = {"test_accuracy", "val_accuracy", "test_score", "val_score", "test_metrics", "curve"}
+    if a.metrics.model_dump(include=keys) != b.metrics.model_dump(include=keys):
+        raise ContractError(f"two runs of the same cell and seed differ: {_score(a)} vs {_score(b)}")
 
 
 # ------------------------------------------------------------------------------------------ tasks
@@ -49,12 +60,12 @@ def check_task(run: Conformance, report: Report, name: str, task: Any) -> None:
     comp = f"task {name}"
     with report.check(comp, "spec and options") as c:
         _named(task.spec, TaskSpec, name)
-        options = task.options(run.args["task"])
+        options = task_options(task, run.args["task"], "smoke")  # as its smoke cells see them (profile_options)
         spec = task.resolve_spec(options)
         _named(spec, TaskSpec, name)
         out = spec.output
-        c.detail = (f"{spec.input.kind} input, max_len {spec.max_len}, {out.n_predictions} x {out.n_classes}-way "
-                    f"({out.readout.value}), {'generated' if spec.generated else 'data files'}")
+        c.detail = (f"{spec.input.kind} input, max_len {spec.max_len}, {out.objective.describe(out)}, "
+                    f"{'generated' if spec.generated else 'data files'}")
     if not c.ok:
         return
     sample = _check_task_data(run, report, comp, task, spec, options)
@@ -63,7 +74,7 @@ def check_task(run: Conformance, report: Report, name: str, task: Any) -> None:
             report.skip(comp, check, "no examples to try (see the data checks)")
         return
     with report.check(comp, "augment") as c:
-        x = sample.x[:8]
+        x = sample.x
         a = task.augment(x.clone(), generator(SEED), options)
         b = task.augment(x.clone(), generator(SEED), options)
         if not isinstance(a, torch.Tensor) or a.shape != x.shape or a.dtype != x.dtype or a.device != x.device:
@@ -77,10 +88,10 @@ def check_task(run: Conformance, report: Report, name: str, task: Any) -> None:
         torch.manual_seed(SEED)
         model = FPTModel(spec, run.tiny_backbone(backbone, False, spec.max_len)).eval()
         lengths = None if sample.lengths is None else sample.lengths[:4]
-        x = sample.x[:4] if lengths is None else sample.x[:4, : int(lengths.max())]
+        x = sample.x[:4] if lengths is None else sample.x[:4, : int(lengths.max())]  # as a batch is padded
         with torch.no_grad():
             logits = model(x, lengths)
-        expected = (x.shape[0], spec.output.n_predictions, spec.output.n_classes)
+        expected = (x.shape[0], spec.output.n_predictions, spec.output.width)
         if tuple(logits.shape) != expected:
             raise ContractError(f"logits {tuple(logits.shape)}, expected {expected}")
         c.detail = f"{backbone} (smoke size): logits {expected}"
@@ -93,19 +104,20 @@ def check_task(run: Conformance, report: Report, name: str, task: Any) -> None:
             raise Skip("a check above failed")
         args = run.backbone_args(backbone, False)
         cell = run.smoke_cell(name, backbone, policy, task_args=run.args["task"], backbone_args=args)
-        c.detail = f"{run.steps} steps with {backbone} + {policy}: test accuracy {cell[2].metrics.test_accuracy:.3f}"
+        c.detail = f"{run.steps} steps with {backbone} + {policy}: {_score(cell[2])}"
     with report.check(comp, "determinism per seed") as c:
         if cell is None:
             raise Skip("the smoke cell did not run")
         again = run.smoke_cell(name, backbone, policy, task_args=run.args["task"],  # type: ignore[arg-type]
                                backbone_args=run.backbone_args(backbone, False))  # type: ignore[arg-type]
         _same_metrics(cell[2], again[2])
-        c.detail = "the same cell twice: identical learning curve and test accuracy"
+        c.detail = "the same cell twice: identical learning curve and test metrics"
 
 
 def _check_task_data(run: Conformance, report: Report, comp: str, task: Any, spec: TaskSpec,
-                     options: Any) -> SplitData | None:
-    sample: SplitData | None = None
+                     options: Any) -> Batch | None:
+    """The data checks; returns up to 8 examples as the model sees them (decoded), None when none could load."""
+    sample: Batch | None = None
     if spec.generated:
         with report.check(comp, "sampled batches") as c:
             batch = task.sample(8, generator(SEED), options)
@@ -114,16 +126,17 @@ def _check_task_data(run: Conformance, report: Report, comp: str, task: Any, spe
             same_tensors((batch.x, batch.y, batch.lengths), (again.x, again.y, again.lengths), "sample()")
             if batch.x.device.type != "cpu":
                 raise ContractError("sample() must draw on the generator's device (cpu here)")
-            sample = SplitData(batch.x, batch.y, batch.lengths)
+            sample = batch
         data_dir = run.workdir / "no-data"
         splits = [spec.val_split, *spec.test_splits]
     else:
         with report.check(comp, "data-missing error") as c:
             c.detail = _check_data_missing(run, task, options)
-        if run.data_dir is None:
+        needs_files = c.detail != NO_FILES_NEEDED
+        if run.data_dir is None and needs_files:
             report.skip(comp, "loaded splits", "give --data-dir with the task's data to check its splits")
             return None
-        data_dir = run.data_dir
+        data_dir = run.data_dir if run.data_dir is not None else run.workdir / "empty-data"
         splits = ["train", spec.val_split, *spec.test_splits]
     with report.check(comp, "loaded splits") as c:
         if not spec.generated:
@@ -131,13 +144,11 @@ def _check_task_data(run: Conformance, report: Report, comp: str, task: Any, spe
         sizes = []
         for split in splits:
             data = task.load(split, options, data_dir)
-            if not isinstance(data, SplitData):
-                raise ContractError(f"load({split!r}) returned {type(data).__name__}, not fpt_bench.SplitData")
-            check_examples(spec, data.x, data.y, data.lengths, f"load({split!r})")
+            check_split(spec, data, f"load({split!r})")
             again = task.load(split, options, data_dir)
             same_tensors((data.x, data.y, data.lengths), (again.x, again.y, again.lengths), f"load({split!r})")
             sizes.append(f"{split} {len(data)}")
-            sample = sample or data
+            sample = sample or data.batch(torch.arange(min(len(data), 8)))
         c.detail = ", ".join(sizes) + " examples; each matches the spec and loads the same twice"
     return sample
 
@@ -156,10 +167,17 @@ def _check_data_missing(run: Conformance, task: Any, options: Any) -> str:
         except Exception as exc:  # noqa: BLE001
             raise ContractError(f"with no data, {step}() raised {type(exc).__name__}: {exc}; raise "
                                 "fpt_bench.DataMissingError naming the files and where they go") from None
-    return "needs no data files (load works in an empty data directory)"
+    return NO_FILES_NEEDED
+
+
+NO_FILES_NEEDED = "needs no data files (load works in an empty data directory)"
 
 
 # -------------------------------------------------------------------------------------- backbones
+BUILT_CHECKS = ("roles", "layers", "used_numel", "forward", "padding mask", "causal", "determinism per seed",
+                "smoke cell")
+
+
 def check_backbone(run: Conformance, report: Report, name: str, backbone: Any) -> None:
     comp = f"backbone {name}"
     module = None
@@ -172,13 +190,15 @@ def check_backbone(run: Conformance, report: Report, name: str, backbone: Any) -
         return
     args = run.backbone_args(name, True) or {}
     with report.check(comp, "build") as c:
+        reason = run.unavailable(name, args)
+        if reason is not None:
+            raise Skip(f"cannot be built here with {args}: {reason}")
         torch.manual_seed(SEED)
         module = backbone.build(backbone.options(args), PROBE_LEN)
         c.detail = check_module(module, PROBE_LEN)
     if not c.ok:
-        for check in ("roles", "layers", "used_numel", "forward", "padding mask", "determinism per seed",
-                      "smoke cell"):
-            report.skip(comp, check, "build failed")
+        for check in BUILT_CHECKS:
+            report.skip(comp, check, "build failed" if c.result.status == "fail" else "not built (see build)")
         return
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     for check, fn in (("roles", check_roles), ("layers", check_layers),
@@ -190,6 +210,8 @@ def check_backbone(run: Conformance, report: Report, name: str, backbone: Any) -
         out, c.detail = check_forward(module, PROBE_LEN)
     with report.check(comp, "padding mask") as c:
         c.detail = check_padding(module, PROBE_LEN)
+    with report.check(comp, "causal") as c:
+        c.detail = check_causal(module, PROBE_LEN)
     with report.check(comp, "determinism per seed") as c:
         torch.manual_seed(SEED)
         twin = backbone.build(backbone.options(args), PROBE_LEN)
@@ -206,7 +228,7 @@ def check_backbone(run: Conformance, report: Report, name: str, backbone: Any) -
         if report.failed_in(comp):
             raise Skip("a check above failed")
         result = run.smoke_cell(task, name, policy, backbone_args=args)[2]
-        c.detail = f"{run.steps} steps of {task} + {policy}: test accuracy {result.metrics.test_accuracy:.3f}"
+        c.detail = f"{run.steps} steps of {task} + {policy}: {_score(result)}"
 
 
 # --------------------------------------------------------------------------------------- policies
@@ -214,25 +236,30 @@ def check_policy(run: Conformance, report: Report, name: str, policy: Any) -> No
     comp = f"policy {name}"
     with report.check(comp, "spec and options") as c:
         _named(policy.spec, PolicySpec, name)
-        options = policy.options(run.args["policy"])
+        options = policy.options(run.policy_args(name, True))
         roles = sorted(r.value for r in policy.spec.trainable_roles)
         c.detail = "trainable roles: " + (", ".join(roles) or "(none)")
     if not c.ok:
         return
-    own = set(run.host.plugins[run.host.policies.entry(name).origin].registered.get("backbone", []))
-    backbones = [b for b in run.host.backbones.names() if run._builtin("backbone", b) or b in own]
+    origin = run.host.policies.entry(name).origin
+    registry = run.host.backbones
+    own = {registry.canonical(f"{origin}:{b}") for b in run.host.plugins[origin].registered.get("backbone", [])}
+    backbones = [b for b in registry.names() if run._builtin("backbone", b) or b in own]
     for backbone in backbones:
         with report.check(comp, f"on {backbone}") as c:
             c.detail = _apply_twice(run, policy, options, backbone, backbone in own)
+    applied = {r.check.removeprefix("on ") for r in report.results if r.component == comp and r.status == "pass"}
     task, backbone = run.default_task(), run.default_backbone()
+    if backbone not in applied:  # the policy refuses the default backbone: a smoke cell on one it applies to
+        backbone = next((b for b in backbones if b in applied and run.backbone_args(b, False) is not None), backbone)
     with report.check(comp, "smoke cell") as c:
         if task is None or backbone is None:
             raise Skip("no built-in generated task or no backbone with smoke_args is installed")
         if report.failed_in(comp):
             raise Skip("a check above failed")
         result = run.smoke_cell(task, backbone, name, backbone_args=run.backbone_args(backbone, False),
-                                policy_args=run.args["policy"])[2]
-        c.detail = f"{run.steps} steps of {task} on {backbone}: test accuracy {result.metrics.test_accuracy:.3f}"
+                                policy_args=run.policy_args(name, True))[2]
+        c.detail = f"{run.steps} steps of {task} on {backbone}: {_score(result)}"
 
 
 def _apply_twice(run: Conformance, policy: Any, options: Any, backbone: str, own: bool) -> str:
@@ -240,43 +267,44 @@ def _apply_twice(run: Conformance, policy: Any, options: Any, backbone: str, own
     for _ in range(2):
         torch.manual_seed(SEED)
         model = FPTModel(PROBE_TASK, run.tiny_backbone(backbone, own, PROBE_LEN))
-        policy.apply(model, options)
+        try:
+            policy.apply(model, options)
+        except UserError as exc:  # the policy's own clear refusal (LoRA on a backbone without projections)
+            raise Skip(f"does not apply to {backbone}: {str(exc).strip().splitlines()[0]}") from None
         model.parameter_roles()  # raises if the policy added parameters without a role
         models.append(model)
     a, b = ({n for n, p in m.named_parameters() if p.requires_grad} for m in models)
     if a != b:
         raise ContractError("applied twice to identical models, it trains different parameters")
     same_tensors(tuple(models[0].state_dict().values()), tuple(models[1].state_dict().values()), "apply()")
-    counts = models[0].parameter_counts(PROBE_LEN)
-    if counts["trainable"] == 0:
-        raise ContractError("nothing trains on this backbone")
-    return f"trains {counts['trainable']:,} of {counts['total']:,} ({100 * counts['trainable_fraction']:.3g}%)"
+    return check_trainable(models[0], PROBE_LEN)
 
 
 # ---------------------------------------------------------------------------- suites, executors, events
 def check_suite(run: Conformance, report: Report, name: str, suite: Any) -> None:
     comp = f"suite {name}"
     with report.check(comp, "cells") as c:
-        labels = set()
+        if not isinstance(suite, SuiteSpec):
+            raise ContractError(f"registered a {type(suite).__name__}, not an fpt_bench.SuiteSpec")
+        try:  # the suite's own rules (reference rows and columns, thresholds), exactly as a SuiteSpec checks them
+            SuiteSpec.model_validate(suite.model_dump())
+        except ValidationError as exc:
+            reasons = [str(e["ctx"]["error"]) if e["type"] == "value_error" else brief_validation_error(exc)
+                       for e in exc.errors()]
+            raise ContractError("SuiteSpec refuses it: " + "; ".join(dict.fromkeys(reasons))) from None
+        origin = run.host.suites.entry(name).origin
         for cell in suite.cells:
-            run.host.tasks.get(cell.task).options(cell.task_args)
-            run.host.backbones.get(cell.backbone).options(cell.backbone_args)
-            run.host.policies.get(cell.policy).options(cell.policy_args)
-            labels.add(cell.label)
-        unknown = sorted(set(suite.reference) - labels)
-        if unknown:
-            raise ContractError(f"reference rows {unknown} match no cell label")
-        for label, numbers in suite.reference.items():
-            tasks = {cell.task for cell in suite.cells if cell.label == label}
-            extra = sorted(set(numbers) - tasks)
-            if extra or any(not math.isfinite(v) for v in numbers.values()):
-                raise ContractError(f"reference row {label!r} has numbers for tasks it has no cell for: {extra}")
-        c.detail = f"{len(suite.cells)} cell(s), every task, backbone and policy registered"
+            for kind, args in (("task", cell.task_args), ("backbone", cell.backbone_args),
+                               ("policy", cell.policy_args)):
+                registry = run.host.registries[kind]
+                registry.get(registry.canonical(getattr(cell, kind), prefer=origin)).options(args)
+        c.detail = (f"{len(suite.cells)} cell(s) in {len(suite.rows())} row(s) x {len(suite.columns())} column(s); "
+                    "every task, backbone and policy registered, every option valid")
 
 
 def check_executor(run: Conformance, report: Report, name: str, executor: Any) -> None:
     with report.check(f"executor {name}", "spec and run") as c:
-        _named(executor.spec, BackboneSpec, name)
+        _named(executor.spec, ExecutorSpec, name)
         if not callable(getattr(executor, "run", None)):
             raise ContractError("an executor needs a run(cells, ctx, report) method")
         c.detail = executor.spec.description

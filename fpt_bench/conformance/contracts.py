@@ -12,6 +12,7 @@ import torch
 from fpt_bench.api.backbone import BackboneModule
 from fpt_bench.api.roles import Role
 from fpt_bench.api.specs import Continuous, Readout, TaskSpec
+from fpt_bench.api.task import SplitData
 
 
 class ContractError(Exception):
@@ -24,9 +25,15 @@ def _shape(t: torch.Tensor) -> str:
 
 def check_examples(spec: TaskSpec, x: Any, y: Any, lengths: Any, what: str) -> str:
     """``x``, ``y`` and ``lengths`` (a batch or a whole split) agree with ``spec``; returns a description."""
-    for name, t in (("x", x), ("y", y)):
-        if not isinstance(t, torch.Tensor):
-            raise ContractError(f"{what}: {name} is {type(t).__name__}, not a torch.Tensor")
+    check_inputs(spec, x, lengths, what)
+    check_labels(spec, y, x.shape[0], what)
+    return f"x {_shape(x)}, y {_shape(y)}" + ("" if lengths is None else ", with lengths")
+
+
+def check_inputs(spec: TaskSpec, x: Any, lengths: Any, what: str) -> None:
+    """``x`` and ``lengths`` of a batch or a split agree with ``spec`` (shape, dtype, token ids, length)."""
+    if not isinstance(x, torch.Tensor):
+        raise ContractError(f"{what}: x is {type(x).__name__}, not a torch.Tensor")
     n = x.shape[0] if x.dim() else 0
     if n == 0:
         raise ContractError(f"{what}: no examples")
@@ -46,18 +53,41 @@ def check_examples(spec: TaskSpec, x: Any, y: Any, lengths: Any, what: str) -> s
     out = spec.output
     if out.readout == Readout.LAST_K and out.k > length:
         raise ContractError(f"{what}: readout last_k reads {out.k} positions of sequences {length} long")
-    expected = [(n,), (n, 1)] if out.n_predictions == 1 else [(n, out.n_predictions)]
-    if tuple(y.shape) not in expected or y.dtype != torch.long:
-        raise ContractError(f"{what}: y is {_shape(y)}; expected {' or '.join(map(str, expected))} int64 labels")
-    if int(y.min()) < 0 or int(y.max()) >= out.n_classes:
-        raise ContractError(f"{what}: labels span {int(y.min())}..{int(y.max())}, outside 0..{out.n_classes - 1}")
     if lengths is not None:
         if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (n,) or lengths.is_floating_point():
             raise ContractError(f"{what}: lengths must be an (N,) integer tensor, got {lengths!r:.60}")
         if int(lengths.min()) < 1 or int(lengths.max()) > length:
             raise ContractError(f"{what}: lengths span {int(lengths.min())}..{int(lengths.max())}, "
                                 f"outside 1..{length}")
-    return f"x {_shape(x)}, y {_shape(y)}" + ("" if lengths is None else ", with lengths")
+
+
+def check_labels(spec: TaskSpec, y: Any, n: int, what: str) -> None:
+    """The labels ``y`` of ``n`` examples fit the task's objective (shape, dtype, range)."""
+    if not isinstance(y, torch.Tensor):
+        raise ContractError(f"{what}: y is {type(y).__name__}, not a torch.Tensor")
+    try:
+        spec.output.objective.check_labels(y, n, spec.output)
+    except ValueError as exc:
+        raise ContractError(f"{what}: {exc}") from None
+
+
+HEAD = 64  # examples of a split checked as the model sees them (decoded); labels and lengths: every example
+
+
+def check_split(spec: TaskSpec, split: Any, what: str) -> None:
+    """A whole split as ``load`` returns it agrees with ``spec``: its first ``HEAD`` examples decoded as the model
+    sees them (shapes, dtypes, token ids, length at most ``max_len``), every label, and every example's length."""
+    if not isinstance(split, SplitData):
+        raise ContractError(f"{what} returned {type(split).__name__}, not fpt_bench.SplitData")
+    n = len(split) if isinstance(split.x, torch.Tensor) and split.x.dim() else 0
+    if n == 0:
+        raise ContractError(f"{what}: no examples")
+    head = split.batch(torch.arange(min(n, HEAD), device=split.x.device))
+    check_examples(spec, head.x, head.y, head.lengths, what)
+    check_labels(spec, split.y, n, f"{what}, all {n} examples")
+    if split.lengths is not None and int(split.lengths.max()) > spec.max_len:
+        raise ContractError(f"{what}: sequences up to {int(split.lengths.max())} long, spec.max_len is "
+                            f"{spec.max_len}")
 
 
 def same_tensors(a: Any, b: Any, what: str) -> None:
@@ -131,18 +161,56 @@ def check_used_numel(module: BackboneModule, seq_len: int) -> str:
     return f"{len(used)} partly used parameter(s)" if used else "every parameter used whole"
 
 
+def check_hidden(module: BackboneModule, embeds: torch.Tensor, out: Any) -> None:
+    """``forward(embeds)`` returned hidden states of ``embeds``' shape: (B, T, hidden_size)."""
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(embeds.shape):
+        got = _shape(out) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ContractError(f"forward returned {got}; expected {tuple(embeds.shape)} hidden states "
+                            f"(B, T, hidden_size={module.hidden_size})")
+
+
 def check_forward(module: BackboneModule, max_len: int) -> tuple[torch.Tensor, str]:
     """Hidden states have the input's shape and are finite; returns them (eval mode) and a description."""
     embeds = torch.randn(2, max_len, module.hidden_size, generator=torch.Generator().manual_seed(0))
     module.eval()
     with torch.no_grad():
         out = module(embeds, None)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(embeds.shape):
-        got = _shape(out) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ContractError(f"forward returned {got}; expected {tuple(embeds.shape)} hidden states")
+    check_hidden(module, embeds, out)
     if not torch.isfinite(out).all():
         raise ContractError("forward returned non-finite values")
     return out, f"(2, {max_len}, {module.hidden_size}) -> same shape"
+
+
+def check_causal(module: BackboneModule, max_len: int) -> str:
+    """A backbone that declares ``causal = True``: changing later tokens never changes earlier hidden states."""
+    if not module.causal:
+        return "not causal (causal = False): every position may see every other"
+    gen = torch.Generator().manual_seed(2)
+    cut = max(1, max_len // 2)
+    embeds = torch.randn(1, max_len, module.hidden_size, generator=gen)
+    changed = embeds.clone()
+    changed[:, cut:] = torch.randn(1, max_len - cut, module.hidden_size, generator=gen) * 3
+    module.eval()
+    with torch.no_grad():
+        a, b = module(embeds, None), module(changed, None)
+    if not torch.allclose(a[:, :cut], b[:, :cut], atol=1e-4, rtol=1e-4):
+        diff = (a[:, :cut] - b[:, :cut]).abs().max().item()
+        raise ContractError(f"causal = True, but changing positions {cut}.. changed the hidden states of earlier "
+                            f"positions (by up to {diff:.3g}); set causal = False or mask attention to the future")
+    return f"causal: positions 0..{cut - 1} unchanged when positions {cut}..{max_len - 1} change"
+
+
+def check_trainable(model: Any, seq_len: int) -> str:
+    """After a freeze policy: something trains, and a gradient reaches some of it."""
+    counts = model.parameter_counts(seq_len)
+    if counts["trainable"] == 0:
+        raise ContractError(f"nothing trains on this backbone (0 of {counts['total']:,} parameters): a policy "
+                            "must leave some parameter trainable (at least the output layer)")
+    if counts["trainable_reachable"] == 0:
+        trained = sorted(role for role, n in counts["by_role"].items() if n["trainable"])
+        raise ContractError(f"only parameters no gradient reaches train (roles {', '.join(trained)}; the harness "
+                            "feeds embeddings, so a backbone's token embedding is never used)")
+    return f"trains {counts['trainable']:,} of {counts['total']:,} ({100 * counts['trainable_fraction']:.3g}%)"
 
 
 def check_padding(module: BackboneModule, max_len: int) -> str:

@@ -140,7 +140,7 @@ class Conformance:
                  backbone_args: dict[str, Any] | None = None, policy_args: dict[str, Any] | None = None) -> None:
         self.host, self.workdir, self.device, self.steps = host, workdir, device, steps
         self.data_dir = data_dir
-        self.args = {"task": task_args or {}, "backbone": backbone_args, "policy": policy_args or {}}
+        self.args = {"task": task_args or {}, "backbone": backbone_args, "policy": policy_args}
         self._cells = 0
         self.last_cell: tuple[CellConfig, Path, CellResult] | None = None
 
@@ -154,6 +154,17 @@ class Conformance:
         if own and self.args["backbone"] is not None:
             return self.args["backbone"]
         return getattr(self.host.backbones.get(name), "smoke_args", None)
+
+    def policy_args(self, name: str, own: bool) -> dict[str, Any]:
+        """--policy-args for the plugin's own policies, else the policy's ``smoke_args`` (default: none)."""
+        if own and self.args["policy"] is not None:
+            return self.args["policy"]
+        return dict(getattr(self.host.policies.get(name), "smoke_args", None) or {})
+
+    def unavailable(self, name: str, args: dict[str, Any]) -> str | None:
+        """Why backbone ``name`` cannot be built here with ``args`` (its files are not here), else None."""
+        plugin = self.host.backbones.get(name)
+        return plugin.availability(plugin.options(args))
 
     def default_backbone(self) -> str | None:
         """The run default if it has a smoke size, else the first built-in backbone that has one."""
@@ -201,6 +212,9 @@ class Conformance:
         args = self.backbone_args(name, own)
         if args is None:
             raise Skip(f"backbone {name!r} has no smoke_args (its tiny size is unknown)")
+        reason = self.unavailable(name, args)
+        if reason is not None:
+            raise Skip(f"backbone {name!r} cannot be built here: {reason}")
         plugin = self.host.backbones.get(name)
         return plugin.build(plugin.options(args), max_len)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
@@ -19,7 +19,7 @@ import pluggy
 
 from fpt_bench.api import hookspecs
 from fpt_bench.api.errors import PluginError
-from fpt_bench.host.registry import Registry
+from fpt_bench.host.registry import SEP, Registry
 
 GROUP = "fpt_bench"
 BUILTIN_DIST = "fpt-bench"
@@ -76,8 +76,9 @@ class Host:
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.registries: dict[str, Registry[Any]] = {}
+        self.builtins: set[str] = set()  # entry-point names of fpt-bench's own plugins: they keep shared bare names
         for kind in REGISTRATION_HOOKS:
-            self.registries[kind] = Registry(kind, _siblings=self.registries)
+            self.registries[kind] = Registry(kind, _siblings=self.registries, _preferred=self.builtins)
         self.plugins: dict[str, PluginInfo] = {}
 
     # -------------------------------------------------------------------------------- loading
@@ -93,6 +94,8 @@ class Host:
                     f"uninstall one or block it with {DISABLE_ENV}={ep.name}"))
                 continue
             self.plugins[ep.name] = info
+            if info.distribution == BUILTIN_DIST:
+                self.builtins.add(ep.name)
             if ep.name in self.disabled:
                 info.status = "blocked"
                 continue
@@ -101,11 +104,13 @@ class Host:
             except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's, not ours
                 self._fail(info, exc, "failed to import")
                 continue
-            self.register(obj, ep.name, info)
+            self.register(obj, ep.name, info, bind=False)
+        self.bind_suites()
         return self
 
-    def register(self, plugin: object, name: str, info: PluginInfo | None = None) -> PluginInfo:
-        """Register one plugin object (module or instance) and run its registration hooks, guarded."""
+    def register(self, plugin: object, name: str, info: PluginInfo | None = None, bind: bool = True) -> PluginInfo:
+        """Register one plugin object (module or instance) and run its registration hooks, guarded. ``bind``:
+        bind the suites' names afterwards (``bind_suites``; loading entry points binds once, at the end)."""
         info = info or self.plugins.setdefault(name, PluginInfo(name))
         try:
             self.pm.register(plugin, name=name)
@@ -138,12 +143,34 @@ class Host:
                     self._fail(info, exc, f"failed in {hook_name}")
                     return info
         info.registered = {k: r.added_by(name) for k, r in self.registries.items() if r.added_by(name)}
+        if bind:
+            self.bind_suites()
         return info
+
+    def bind_suites(self) -> None:
+        """A suite's names mean its own plugin's components first: a bare name in a suite's cell that several
+        plugins register, the suite's own plugin among them, becomes that plugin's qualified name (the others'
+        bare names, and every name nobody shares, stay as written: their cells and hashes do not change)."""
+        suites = self.registries["suite"]
+        for key, entry in list(suites._entries.items()):
+            cells = getattr(entry.component, "cells", None)
+            if not cells:
+                continue
+            bound = [cell.model_copy(update=self._own_names(cell, entry.origin)) for cell in cells]
+            if any(a != b for a, b in zip(bound, cells, strict=True)):
+                suites._entries[key] = replace(entry, component=entry.component.model_copy(update={"cells": bound}))
+
+    def _own_names(self, cell: Any, origin: str) -> dict[str, str]:
+        update = {}
+        for kind in ("task", "backbone", "policy"):
+            name, registry = getattr(cell, kind, None), self.registries[kind]
+            if isinstance(name, str) and SEP not in name and registry.shared(origin).get(name):
+                update[kind] = registry.canonical(name, prefer=origin)
+        return update
 
     def _rollback(self, name: str, plugin: object) -> None:
         for registry in self.registries.values():
-            for entry_name in registry.added_by(name):
-                del registry._entries[entry_name]
+            registry.remove_origin(name)
         if self.pm.is_registered(plugin):
             self.pm.unregister(plugin)
 

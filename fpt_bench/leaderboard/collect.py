@@ -1,5 +1,6 @@
 """Result files -> tables: match results to a suite's cells (or derive rows and columns from the results), select
-the learning rate by validation accuracy, aggregate seeds, and put the paper's numbers beside them.
+the learning rate by validation (the task's primary metric, in its direction), aggregate seeds, and put the paper's
+numbers beside them.
 
 Only result files are read, and only through ``fpt_bench.results.store.read_result`` (via ``check_result_file``).
 """
@@ -21,7 +22,7 @@ from fpt_bench.api.suites import SuiteSpec
 from fpt_bench.leaderboard.validate import check_result_file
 from fpt_bench.leaderboard.variants import split_rows
 from fpt_bench.leaderboard.verification import counts as verification_counts
-from fpt_bench.results.schema import CellResult
+from fpt_bench.results.schema import CellResult, primary_value
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,9 @@ class Stat:
     n_failed: int = 0
     n_diverged: int = 0
     values: list[float] = field(default_factory=list)
-    val_mean: float | None = None
+    val_mean: float | None = None  # mean validation value of the primary metric (a fraction for accuracy)
     lr: float | None = None
-    lr_candidates: dict[float, float | None] = field(default_factory=dict)  # lr -> mean validation accuracy
+    lr_candidates: dict[float, float | None] = field(default_factory=dict)  # lr -> mean validation value
     reference: float | None = None
     reference_mark: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # task, backbone(+args), policy(+args), profile, hparams
@@ -69,6 +70,9 @@ class Column:
     protocol: str = ""
     task_version: str = ""
     threshold: float | None = None
+    metric: str = "accuracy"  # the task's primary metric (its results' metrics.metric)
+    higher_is_better: bool = True
+    percent: bool = True  # a fraction shown in %; else shown as is (an MSE)
 
 
 @dataclass
@@ -250,6 +254,12 @@ def _column(name: str, task: str, runs: list[Loaded], suite: SuiteSpec | None) -
     col = Column(name=name, task=task, threshold=suite.thresholds.get(name) if suite else None)
     for attr in ("task_version", "protocol"):
         setattr(col, attr, ", ".join(sorted({str(getattr(x.result.cell, attr)) for x in runs})))
+    metrics = sorted({(m.metric, m.higher_is_better, m.percent) for m in (x.result.metrics for x in runs)})
+    if len(metrics) > 1:
+        raise UserError(f"column {name!r}: results ranked by different metrics "
+                        f"({', '.join(m for m, _, _ in metrics)}); one task version has one primary metric")
+    if metrics:
+        col.metric, col.higher_is_better, col.percent = metrics[0]
     return col
 
 
@@ -283,7 +293,8 @@ def _select(row: str, col: Column, runs: list[Loaded], metric: str, all_rates: b
         by_lr[float(x.result.cell.hparams["lr"])].append(x)
     per_lr = [_aggregate(row, col, lr, xs, metric) for lr, xs in sorted(by_lr.items())]
     ranked = [s for s in per_lr if s.val_mean is not None]
-    chosen = max(ranked, key=lambda s: s.val_mean or 0.0) if ranked else per_lr[0]
+    best = max if col.higher_is_better else min
+    chosen = best(ranked, key=lambda s: s.val_mean or 0.0) if ranked else per_lr[0]
     candidates = {s.lr: s.val_mean for s in per_lr if s.lr is not None}
     for s in per_lr:
         s.lr_candidates = candidates if len(per_lr) > 1 else {}
@@ -292,9 +303,11 @@ def _select(row: str, col: Column, runs: list[Loaded], metric: str, all_rates: b
 
 
 def steps_to_threshold(result: CellResult, threshold: float) -> int | None:
-    """The first evaluated step whose validation accuracy reaches ``threshold`` (None: never)."""
-    for point in result.metrics.curve:
-        if point.val_accuracy is not None and point.val_accuracy >= threshold:
+    """The first evaluated step whose validation value of the primary metric reaches ``threshold`` (None: never)."""
+    m = result.metrics
+    for point in m.curve:
+        value = point.val_score if m.metric != "accuracy" else point.val_accuracy
+        if value is not None and (value >= threshold if m.higher_is_better else value <= threshold):
             return point.step
     return None
 
@@ -317,14 +330,16 @@ def _aggregate(row: str, col: Column, lr: float, runs: list[Loaded], metric: str
             if reason not in stat.errors:
                 stat.errors.append(reason)
             continue
-        if r.metrics.val_accuracy is not None:
-            vals.append(r.metrics.val_accuracy)
+        val = primary_value(r.metrics, "val")
+        if val is not None:
+            vals.append(val)
         steps = None if col.threshold is None else steps_to_threshold(r, col.threshold)
         stat.steps.append(steps)
         if metric == "steps_to_threshold":
             value = None if steps is None else float(steps)
         else:
-            value = None if r.metrics.test_accuracy is None else 100.0 * r.metrics.test_accuracy
+            test = primary_value(r.metrics)
+            value = None if test is None else (100.0 * test if col.percent else test)
         if value is not None and math.isfinite(value):
             stat.values.append(value)
     stat.verified, stat.rerun_differs = verification_counts(runs)

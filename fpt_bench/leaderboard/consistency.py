@@ -9,11 +9,13 @@ is what reruns a cell):
 - the learning curve's steps are multiples of ``hparams.eval_every`` (or the last step), strictly increasing and
   within the steps run; an ``ok`` result's curve is exactly every evaluation up to ``hparams.steps`` (it covers
   the budget, its last point is the last step);
-- ``val_accuracy`` is the curve's best value and ``best_step`` the first step reaching it; ``val_accuracy_final``
-  is the last point's value; ``train_loss`` the last training loss the curve records;
-- ``test_accuracy`` is the mean of ``test_splits`` when a task has several (and ``test_splits`` is empty or has
-  several); when the selected step is the last one, ``test_accuracy`` equals ``test_accuracy_final`` (one test
-  pass serves both); an ``ok`` result has every accuracy (a ``failed`` one's numbers are never counted);
+- the primary metric (``metrics.metric``: accuracy, or the ``*_score`` keys for another metric):
+  ``val_accuracy``/``val_score`` is the curve's best value in the metric's direction and ``best_step`` the first
+  step reaching it; ``val_*_final`` is the last point's value; ``train_loss`` the last training loss the curve
+  records; ``metrics.metric`` is the recorded objective's primary metric;
+- ``test_accuracy``/``test_score`` is the mean of ``test_splits`` when a task has several (and ``test_splits`` is
+  empty or has several); when the selected step is the last one, it equals its ``*_final`` (one test pass serves
+  both); an ``ok`` result has every value of its primary metric (a ``failed`` one's numbers are never counted);
 - ``provenance.saved_backbone`` is a plain file name (``*.backbone.safetensors``) in the result's folder.
 
 Test accuracies at other steps are not in the curve (the test split is evaluated at the end only), so a forged
@@ -84,15 +86,19 @@ def _metric_relations(result: CellResult) -> list[str]:
         problems.append("metrics.train_loss is not the last training loss of the learning curve")
     if len(m.test_splits) == 1:
         problems.append("metrics.test_splits has one split (a single test split is reported as test_accuracy)")
+    key = "accuracy" if m.metric == "accuracy" else "score"
+    if m.objective and m.objective.get("primary") != m.metric:
+        problems.append(f"metrics.metric {m.metric!r} is not the objective's primary metric "
+                        f"{m.objective.get('primary')!r}")
     if result.status == "ok":
-        lacking = [k for k in ("test_accuracy", "test_accuracy_final", "val_accuracy", "val_accuracy_final",
-                               "best_step") if getattr(m, k) is None]
+        lacking = [k for k in (f"test_{key}", f"test_{key}_final", f"val_{key}", f"val_{key}_final", "best_step")
+                   if getattr(m, k) is None]
+        test, final = getattr(m, f"test_{key}"), getattr(m, f"test_{key}_final")
         if lacking:
             problems.append(f"an ok result lacks {', '.join(lacking)}")
-        elif m.best_step == result.cell.hparams.get("steps") and abs(m.test_accuracy - m.test_accuracy_final) > 0:
-            problems.append(f"metrics.test_accuracy ({m.test_accuracy}) differs from test_accuracy_final "
-                            f"({m.test_accuracy_final}), though the selected step is the last one (one test pass "
-                            f"gives both)")
+        elif m.best_step == result.cell.hparams.get("steps") and abs(test - final) > 0:
+            problems.append(f"metrics.test_{key} ({test}) differs from test_{key}_final ({final}), though the "
+                            f"selected step is the last one (one test pass gives both)")
     return problems
 
 

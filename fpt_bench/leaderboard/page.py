@@ -189,6 +189,9 @@ def markdown(sections: list[Section], everything: Table, config: PublishConfig, 
            "diverged (the paper's mark); `paper` is the paper's number and Δ our mean minus it; `verified k/n`: k "
            "of the n seeds were rerun by `fpt-bench verify` to the same numbers. Each column header states the task "
            "version and evaluation protocol.", ""]
+    if any(c.metric != "accuracy" for c in everything.columns):
+        out[-2] += (" A column whose header names another metric shows that metric (↑: higher is better, ↓: lower; "
+                    "% for fractions, as is otherwise), selected by validation in its direction.")
     note = _run_note(config)
     for section in sections:
         t = section.table

@@ -21,8 +21,11 @@ LONG_HEADERS = ["row", "column", "task", "backbone", "policy", "profile", "proto
 
 
 def fmt_number(x: float | None, metric: str) -> str:
+    """``metric``: test_accuracy (a percentage), steps_to_threshold, or value (a metric shown as is: an MSE)."""
     if x is None:
         return ""
+    if metric == "value":
+        return f"{x:.4g}"
     if metric == "steps_to_threshold":
         if abs(x) < 1000:
             return f"{x:.0f}"
@@ -98,7 +101,21 @@ def column_header(col: Column) -> str:
     if not col.protocol:
         return f"{col.name} [no results]"
     task = "" if col.task == col.name else f"{col.task} "
-    return f"{col.name} [{task}v{col.task_version}, {col.protocol}]"
+    metric = "" if col.metric == "accuracy" else \
+        f", {col.metric}{' %' if col.percent else ''} {'↑' if col.higher_is_better else '↓'}"
+    return f"{col.name} [{task}v{col.task_version}, {col.protocol}{metric}]"
+
+
+def column_metric(table: Table, col: Column | None) -> str:
+    """How a column's numbers are formatted: the table's metric, or ``value`` for a metric that is not a fraction."""
+    if table.metric == "steps_to_threshold" or col is None or col.percent:
+        return table.metric
+    return "value"
+
+
+def val_shown(value: float | None, col: Column | None) -> float | None:
+    """A validation value as the tables show it: % for fractions, as is otherwise."""
+    return None if value is None else (value if col is not None and not col.percent else 100 * value)
 
 
 # -------------------------------------------------------------------------------------------- grids
@@ -110,7 +127,7 @@ def paper_grid(table: Table) -> tuple[list[str], list[list[str]], list[list[Any]
         texts, sort = [row], [row]
         for col in table.columns:
             stat = table.cells.get((row, col.name))
-            texts.append("" if stat is None else cell_text(stat, table.metric))
+            texts.append("" if stat is None else cell_text(stat, column_metric(table, col)))
             sort.append(None if stat is None else stat.mean)
         rows.append(texts)
         keys.append(sort)
@@ -119,8 +136,10 @@ def paper_grid(table: Table) -> tuple[list[str], list[list[str]], list[list[Any]
 
 def long_records(table: Table) -> list[dict[str, Any]]:
     out = []
+    columns = {c.name: c for c in table.columns}
     for s in table.long:
         c = s.config
+        col = columns.get(s.column)
         out.append({
             "row": s.row, "column": s.column, "task": c.get("task", ""),
             "backbone": _args(c.get("backbone", ""), c.get("backbone_args", {})),
@@ -131,21 +150,22 @@ def long_records(table: Table) -> list[dict[str, Any]]:
             + (f" ({s.n_diverged} diverged{DAGGER})" if s.n_diverged else "")
             + (f" ({s.n_failed} {failure_text(s)})" if s.n_failed and s.status != "failed" else "")
             + verified_text(s, "; "),
-            "paper": s.reference, "delta": s.delta, "val": None if s.val_mean is None else 100 * s.val_mean,
+            "paper": s.reference, "delta": s.delta, "val": val_shown(s.val_mean, col),
+            "format": column_metric(table, col),
         })
     return out
 
 
 def long_grid(table: Table) -> tuple[list[str], list[list[str]], list[list[Any]]]:
     rows, keys = [], []
-    m = table.metric
     for r in long_records(table):
+        m = r["format"]
         mean = "missing" if r["status"] == "missing" else "failed" if r["status"].startswith("failed") else \
             fmt_number(r["mean"], m) + (DAGGER if DAGGER in r["status"] else "")
         texts = [r["row"], r["column"], r["task"], r["backbone"], r["policy"], r["profile"], r["protocol"],
                  r["version"], "" if r["lr"] is None else f"{r['lr']:g}", "✓" if r["selected"] else "", str(r["n"]),
                  mean, fmt_number(r["std"], m), r["status"], fmt_number(r["paper"], m), fmt_delta(r["delta"], m),
-                 fmt_number(r["val"], "test_accuracy")]
+                 fmt_number(r["val"], "test_accuracy" if m != "value" else m)]
         rows.append(texts)
         keys.append([r[h] for h in LONG_HEADERS])
     return list(LONG_HEADERS), rows, keys
@@ -279,6 +299,7 @@ def to_dict(table: Table, layout: str = "paper") -> dict[str, Any]:
         "metric": table.metric, "unit": "%" if table.metric == "test_accuracy" else "steps",
         "rows": table.rows,
         "columns": [{"name": c.name, "task": c.task, "protocol": c.protocol, "task_version": c.task_version,
-                     "threshold": c.threshold} for c in table.columns],
+                     "threshold": c.threshold, "metric": c.metric, "higher_is_better": c.higher_is_better,
+                     "percent": c.percent} for c in table.columns],
         "cells": [stat_dict(s) for s in stats], "notes": table.notes, "refused": table.refused,
     }

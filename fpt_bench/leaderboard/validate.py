@@ -18,7 +18,7 @@ from fpt_bench.api.hparams import TrainHParams
 from fpt_bench.api.options import brief_validation_error
 from fpt_bench.api.seeding import derive_seed
 from fpt_bench.leaderboard.consistency import consistency_problems
-from fpt_bench.results.schema import CellResult
+from fpt_bench.results.schema import CellResult, primary_value
 from fpt_bench.results.store import read_result
 
 MAX_BYTES = 5_000_000  # a result file is a few kB; a larger one is not a result file
@@ -86,7 +86,7 @@ def _metric_problems(result: CellResult) -> list[str]:
     problems = []
     values = {"test_accuracy": m.test_accuracy, "test_accuracy_final": m.test_accuracy_final,
               "val_accuracy": m.val_accuracy, "val_accuracy_final": m.val_accuracy_final,
-              **{f"test_splits.{k}": v for k, v in m.test_splits.items()},
+              **({f"test_splits.{k}": v for k, v in m.test_splits.items()} if m.metric == "accuracy" else {}),
               **{f"curve[{i}].val_accuracy": p.val_accuracy for i, p in enumerate(m.curve)}}
     bad = [k for k, v in values.items() if v is not None and not (math.isfinite(v) and 0 <= v <= 1)]
     if bad:
@@ -97,18 +97,32 @@ def _metric_problems(result: CellResult) -> list[str]:
     if result.status == "ok" and result.timing.steps != result.cell.hparams.get("steps"):
         problems.append(f"status is 'ok' after {result.timing.steps} steps, but the cell asks for "
                         f"{result.cell.hparams.get('steps')}")
-    vals = [(p.step, p.val_accuracy) for p in m.curve if p.val_accuracy is not None]
-    if vals and m.val_accuracy is not None:
-        best = max(v for _, v in vals)
+    return problems + _primary_problems(result)
+
+
+def _primary_problems(result: CellResult) -> list[str]:
+    """The primary metric (accuracy, or the ``*_score`` keys): selected at the curve's best point in its
+    direction, its final value the curve's last, the test value the mean of the test splits'."""
+    m = result.metrics
+    problems = []
+    key = "accuracy" if m.metric == "accuracy" else "score"
+    vals = [(p.step, getattr(p, f"val_{key}")) for p in m.curve if getattr(p, f"val_{key}") is not None]
+    selected, final, test = primary_value(m, "val"), primary_value(m, "val_final"), primary_value(m)
+    if key == "score" and m.percent:
+        bad = [k for k, v in (("val_score", selected), ("test_score", test)) if v is not None and not 0 <= v <= 1]
+        if bad:
+            problems.append(f"{m.metric} is a fraction, but {', '.join(bad)} lie outside [0, 1]")
+    if vals and selected is not None:
+        best = (max if m.higher_is_better else min)(v for _, v in vals)
         first = next(s for s, v in vals if v == best)
-        if not math.isclose(m.val_accuracy, best, abs_tol=1e-12) or m.best_step != first:
-            problems.append(f"metrics.val_accuracy/best_step ({m.val_accuracy}, step {m.best_step}) are not the "
+        if not math.isclose(selected, best, abs_tol=1e-12) or m.best_step != first:
+            problems.append(f"metrics.val_{key}/best_step ({selected}, step {m.best_step}) are not the "
                             f"best point of the learning curve ({best}, step {first})")
-    if vals and m.val_accuracy_final is not None and m.curve[-1].val_accuracy is not None \
-            and not math.isclose(m.val_accuracy_final, m.curve[-1].val_accuracy, abs_tol=1e-12):
-        problems.append("metrics.val_accuracy_final is not the last point of the learning curve")
-    if m.test_splits and m.test_accuracy is not None:
+    if vals and final is not None and getattr(m.curve[-1], f"val_{key}") is not None \
+            and not math.isclose(final, getattr(m.curve[-1], f"val_{key}"), abs_tol=1e-12):
+        problems.append(f"metrics.val_{key}_final is not the last point of the learning curve")
+    if m.test_splits and test is not None:
         mean = sum(m.test_splits.values()) / len(m.test_splits)
-        if not math.isclose(mean, m.test_accuracy, abs_tol=1e-9):
-            problems.append("metrics.test_accuracy is not the mean of metrics.test_splits")
+        if not math.isclose(mean, test, abs_tol=1e-9):
+            problems.append(f"metrics.test_{key} is not the mean of metrics.test_splits")
     return problems

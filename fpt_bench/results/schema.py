@@ -38,18 +38,42 @@ class CellInfo(_Doc):
 class CurvePoint(_Doc):
     step: int = Field(ge=0, le=MAX_STEPS, description="optimizer steps done")
     train_loss: float | None = Field(description="mean training loss since the previous point")
-    val_accuracy: float | None = Field(description="accuracy on the whole validation set")
+    val_accuracy: float | None = Field(description="accuracy on the whole validation set (None when the task's "
+                                                   "objective reports no accuracy)")
+    val_score: float | None = Field(default=None, description="the primary metric on the whole validation set, when "
+                                                              "it is not accuracy (see Metrics.metric)")
 
 
 class Metrics(_Doc):
+    """Accuracy keys for objectives that report accuracy (classification); the task's primary metric in the
+    ``*_score`` keys when it is not accuracy. The value that ranks a result: ``test_score`` when set, else
+    ``test_accuracy``."""
+
+    metric: str = Field(default="accuracy", description="the task's primary metric: it selects the parameters "
+                                                        "(validation) and ranks results")
+    higher_is_better: bool = Field(default=True, description="the primary metric's direction")
+    percent: bool = Field(default=True, description="the primary metric is a fraction in [0, 1] (shown in %)")
+    objective: dict[str, Any] = Field(default={}, description="the task's objective as run: kind, primary metric, "
+                                                             "its options (target normalisation as fitted)")
     test_accuracy: float | None = Field(
-        description="accuracy on the test split(s) with the parameters selected by validation accuracy")
+        description="accuracy on the test split(s) with the parameters selected by validation")
     test_accuracy_final: float | None = Field(description="accuracy on the test split(s) after the last step")
     test_splits: dict[str, float] = Field(
-        default={}, description="per test split accuracy (selected parameters) when a task has several")
-    val_accuracy: float | None = Field(description="best validation accuracy seen")
+        default={}, description="per test split primary metric (selected parameters) when a task has several")
+    val_accuracy: float | None = Field(description="validation accuracy at the selected step")
     val_accuracy_final: float | None = Field(description="validation accuracy after the last step")
-    best_step: int | None = Field(ge=0, le=MAX_STEPS, description="step of the best validation accuracy")
+    best_step: int | None = Field(ge=0, le=MAX_STEPS,
+                                  description="step of the best validation value of the primary metric")
+    test_score: float | None = Field(default=None, description="the primary metric on the test split(s), selected "
+                                                               "parameters (None when it is accuracy)")
+    test_score_final: float | None = Field(default=None, description="the primary metric on the test split(s) "
+                                                                     "after the last step (None when accuracy)")
+    val_score: float | None = Field(default=None, description="the best validation value of the primary metric "
+                                                              "(None when it is accuracy)")
+    val_score_final: float | None = Field(default=None, description="the primary metric on validation after the "
+                                                                    "last step (None when accuracy)")
+    test_metrics: dict[str, float] = Field(default={}, description="every metric of the objective on the test "
+                                                                   "split(s), selected parameters")
     train_loss: float | None = Field(description="mean training loss over the last evaluation interval")
     curve: list[CurvePoint] = Field(default=[], description="learning curve, one point per evaluation")
 
@@ -157,6 +181,9 @@ class PrecisionAuto(_Doc):
 class Provenance(_Doc):
     harness_version: str = Field(description="fpt-bench version that ran the cell")
     plugins: dict[str, str] = Field(description="plugin name -> version of every loaded plugin")
+    components: dict[str, str] = Field(
+        default={}, description="'task', 'backbone', 'policy' -> the qualified name (PLUGIN:NAME) of the component "
+                                "the cell ran; cell.task etc. hold the name as selected (bare unless shared)")
     python: str = Field(description="Python version")
     torch: str = Field(description="PyTorch version")
     transformers: str | None = Field(description="transformers version (None when not installed)")
@@ -194,9 +221,19 @@ class CellResult(_Doc):
     cell: CellInfo
     status: Literal["ok", "diverged", "failed"]
     error: str | None = Field(default=None, description="why a cell failed or diverged")
-    error_kind: Literal["user", "internal"] | None = Field(
-        default=None, description="for failed cells: 'user' (data missing, bad option: fixable) or 'internal' (a bug)")
+    error_kind: Literal["user", "plugin", "internal"] | None = Field(
+        default=None, description="for failed cells: 'user' (data missing, bad option: fixable), 'plugin' (a "
+                                  "component broke the plugin contract; the error names it) or 'internal' (a bug)")
     metrics: Metrics
     parameters: Parameters | None = Field(description="absent when the cell failed before the model was built")
     timing: Timing
     provenance: Provenance
+
+
+def primary_value(metrics: Metrics, which: str = "test") -> float | None:
+    """The primary metric of a result: ``which`` is test, test_final, val or val_final (results written before
+    objectives existed hold accuracy, their primary metric)."""
+    split, _, final = which.partition("_")
+    suffix = f"_{final}" if final else ""
+    score = getattr(metrics, f"{split}_score{suffix}")
+    return score if score is not None or metrics.metric != "accuracy" else getattr(metrics, f"{split}_accuracy{suffix}")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from fpt_bench.api.objectives import Classification, Objective
 from fpt_bench.api.task import Batch, SplitData
 from fpt_bench.training.precision import autocast
 
@@ -41,11 +42,20 @@ def run_split(model: torch.nn.Module, call: Callable[[torch.nn.Module, Batch], t
 
 
 def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int, device: torch.device, precision: str) -> float:
-    """Accuracy over the whole split (every prediction of every example)."""
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    total = 0
-    for _, batch, logits in run_split(model, lambda m, b: m(b.x, b.lengths), data, batch_size, device, precision):
-        y = batch.y.reshape(logits.shape[0], -1)
-        correct += (logits.argmax(-1) == y).sum()
-        total += y.numel()
-    return correct.item() / max(total, 1)
+    """Accuracy over the whole split (every prediction of every example): single-label classification."""
+    return evaluate_metrics(model, data, batch_size, device, precision, Classification())["accuracy"]
+
+
+def evaluate_metrics(model: torch.nn.Module, data: SplitData, batch_size: int, device: torch.device, precision: str,
+                     objective: Objective) -> dict[str, float]:
+    """Every metric of ``objective`` over the whole split: its per-batch predictions, put back in example order,
+    then ``objective.metrics`` once."""
+    predictions: torch.Tensor | None = None
+    for index, _, outputs in run_split(model, lambda m, b: m(b.x, b.lengths), data, batch_size, device, precision):
+        picked = objective.predict(outputs)
+        if predictions is None:
+            predictions = torch.empty((len(data), *picked.shape[1:]), dtype=picked.dtype, device=picked.device)
+        predictions[index.to(picked.device)] = picked
+    if predictions is None:
+        raise ValueError("evaluation of an empty split")
+    return objective.metrics(predictions, data.y.to(predictions.device))

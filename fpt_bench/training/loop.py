@@ -27,17 +27,18 @@ from torch.nn import functional as F
 from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.model import FPTModel
+from fpt_bench.api.objectives import Objective
 from fpt_bench.api.seeding import derive_seed
 from fpt_bench.api.task import SplitData
 from fpt_bench.infra.atomic import atomic_write
 from fpt_bench.infra.failures import is_out_of_memory, os_error
 from fpt_bench.infra.progress import Progress
 from fpt_bench.results.schema import Speed
-from fpt_bench.training import distributed, speed
+from fpt_bench.training import distributed, scoring, speed
 from fpt_bench.training.batches import TrainingData
 from fpt_bench.training.features import HeadOnly, build_cache
 from fpt_bench.training.flops import step_flops
-from fpt_bench.training.inference import evaluate
+from fpt_bench.training.inference import evaluate_metrics
 from fpt_bench.training.precision import autocast
 from fpt_bench.training.resume_check import usable_state
 from fpt_bench.training.threads import adopt_threads
@@ -65,8 +66,11 @@ class TrainOutcome:
     threads: int | None = None  # CPU threads the steps computed with (result: provenance.threads)
 
 
-def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float().flatten(0, 1), y.reshape(-1))
+def loss_fn(logits: torch.Tensor, y: torch.Tensor, objective: Objective | None = None) -> torch.Tensor:
+    """The training loss under ``objective`` (default: single-label classification, cross-entropy)."""
+    if objective is None:
+        return F.cross_entropy(logits.float().flatten(0, 1), y.reshape(-1))
+    return objective.loss(logits, y)
 
 
 class Trainer:
@@ -90,7 +94,8 @@ class Trainer:
         self.chunks = self.hp.grad_accum  # accumulation chunks per step; doubled when a step runs out of memory
         self.flops = step_flops(model)
         self.out.speed = speed.record(self, adam)
-        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (primary metric, step, parameters)
+        self.objective = scoring.bind(model.task.output.objective, train)
         self.threads = torch.get_num_threads()  # part of what the numbers depend on (fpt_bench/training/threads.py)
         self._loss_sum = 0.0
         self._loss_n = 0
@@ -127,7 +132,8 @@ class Trainer:
 
     def _resume(self) -> int:
         state = usable_state(self.checkpoint, version=CHECKPOINT_VERSION, config_hash=self.cell.config_hash(),
-                             hparams=self.hp, trainable=self._trainable(), optimizer=self.optimizer)
+                             hparams=self.hp, trainable=self._trainable(), optimizer=self.optimizer,
+                             higher_is_better=self.objective.higher_is_better)
         if state is None:  # none, or one that does not fit this cell (a warning says why): start over
             return 0
         self._load_params(state["params"])
@@ -205,7 +211,7 @@ class Trainer:
                 x = x[:, : int(lengths.max())]
             with autocast(self.device, self.precision):
                 logits = self.train_model(x, lengths)
-            loss = loss_fn(logits, y) * (len(index) / size)
+            loss = loss_fn(logits, y, self.objective) * (len(index) / size)
             (loss * scale).backward()
             total += loss.detach()
         if self.hp.grad_clip > 0:
@@ -220,17 +226,19 @@ class Trainer:
 
     def _evaluate(self, step: int) -> float:
         t0 = time.perf_counter()
-        acc = evaluate(self.eval_model, self.val, self.hp.eval_batch_size, self.device, self.eval_precision)
+        scores = evaluate_metrics(self.eval_model, self.val, self.hp.eval_batch_size, self.device,
+                                  self.eval_precision, self.objective)
         self.out.eval_seconds += time.perf_counter() - t0
         self.out.eval_samples += len(self.val)
         train_loss = self._loss_sum / self._loss_n if self._loss_n else None
         self._loss_sum, self._loss_n = 0.0, 0
-        self.out.curve.append({"step": step, "train_loss": train_loss, "val_accuracy": acc})
-        if self.best is None or acc > self.best[0]:
-            self.best = (acc, step, self._trainable_state())
+        self.out.curve.append(scoring.curve_point(step, train_loss, self.objective, scores))
+        value = scores[self.objective.primary]
+        if self.best is None or self.objective.better(value, self.best[0]):
+            self.best = (value, step, self._trainable_state())
         if self.on_eval is not None:
-            self.on_eval(step, {"val_accuracy": acc, **({"train_loss": train_loss} if train_loss is not None else {})})
-        return acc
+            self.on_eval(step, scoring.event_metrics(scores, train_loss))
+        return value
 
     def use_feature_cache(self) -> None:
         """Train the output layer on cached backbone features when the cell allows it (fpt_bench.training.features)."""
@@ -254,7 +262,7 @@ class Trainer:
         self.use_feature_cache()
         hp = self.hp
         self.model.train()
-        last_val = self.out.curve[-1]["val_accuracy"] if self.out.curve else None
+        last_val = scoring.point_value(self.out.curve[-1], self.objective) if self.out.curve else None
         self.progress.start(total=hp.steps, done=start)
         step = start
         while step < hp.steps:
@@ -295,43 +303,25 @@ class Trainer:
             return 0.0
         return examples * per_example
 
-    def _test(self) -> dict[str, float]:
+    def _test(self) -> dict[str, dict[str, float]]:
         t0 = time.perf_counter()
-        accs = {}
+        scores = {}
         for name, split in self.tests.items():
-            accs[name] = evaluate(self.eval_model, split, self.hp.eval_batch_size, self.device,
-                                  self.eval_precision)
+            scores[name] = evaluate_metrics(self.eval_model, split, self.hp.eval_batch_size, self.device,
+                                            self.eval_precision, self.objective)
             self.out.eval_samples += len(split)
         self.out.eval_seconds += time.perf_counter() - t0
-        return accs
+        return scores
 
     def _final_metrics(self) -> None:
-        m = self.out.metrics
-        curve = self.out.curve
-        m["val_accuracy_final"] = curve[-1]["val_accuracy"] if curve else None
-        m["train_loss"] = next((p["train_loss"] for p in reversed(curve) if p["train_loss"] is not None), None)
-        if self.out.status == "diverged":
-            # parameters are no longer finite: report the best (last finite) state only
-            if self.best is None:
-                m.update(val_accuracy=None, best_step=None, test_accuracy=None, test_accuracy_final=None)
-                return
-            final: dict[str, float] = {}
-        else:
-            final = self._test()
-            m["test_accuracy_final"] = _mean(final)
+        """Test with the parameters selected by validation (and after the last step, unless diverged)."""
+        final = None if self.out.status == "diverged" else self._test()
         selected = None
-        if self.best is not None:
-            m["val_accuracy"], m["best_step"] = self.best[0], self.best[1]
-            if self.out.status == "ok" and self.best[1] == self.out.steps:
-                selected = final  # the last step is the selected one: no second pass over the test set
-            else:
+        if self.best is not None and self.out.status == "ok" and self.best[1] == self.out.steps:
+            selected = final  # the last step is the selected one: no second pass over the test set
+        elif self.best is not None or self.out.status != "diverged":  # a diverged cell's parameters are not finite
+            if self.best is not None:
                 self._load_params(self.best[2])
-        if selected is None:
             selected = self._test()
-        m["test_accuracy"] = _mean(selected)
-        m["test_splits"] = selected if len(selected) > 1 else {}
-        m.setdefault("test_accuracy_final", None)
-
-
-def _mean(values: dict[str, float]) -> float | None:
-    return sum(values.values()) / len(values) if values else None
+        best = None if self.best is None else (self.best[0], self.best[1])
+        scoring.fill_metrics(self.out.metrics, self.objective, self.out.curve, best, final, selected)

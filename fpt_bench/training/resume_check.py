@@ -4,9 +4,10 @@ A checkpoint lies next to a result and may have been damaged, planted or left by
 ``torch.load(weights_only=True)`` (no code runs), then must match :class:`ResumeState` (every key, with its type)
 and fit the cell: its step is one the cell checkpoints at and before the end of the budget, its learning curve
 has exactly the evaluations done by then (steps that are multiples of ``eval_every``, accuracies in [0, 1]), the
-best point is the curve's best, the parameters are the model's trainable ones with their shapes, and the
-optimizer state is Adam's for those parameters with the cell's hyperparameters. Anything else is ignored with a
-warning and the cell starts over: a checkpoint only ever saves time, so refusing one costs nothing but time.
+best point is the curve's best (in the direction of the task's primary metric), the parameters are the model's
+trainable ones with their shapes, and the optimizer state is Adam's for those parameters with the cell's
+hyperparameters. Anything else is ignored with a warning and the cell starts over: a checkpoint only ever saves
+time, so refusing one costs nothing but time.
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ class _Strict(BaseModel):
 class Point(_Strict):
     step: int = Field(gt=0)
     train_loss: float | None
-    val_accuracy: float = Field(ge=0, le=1, allow_inf_nan=False)
+    val_accuracy: float | None = Field(ge=0, le=1, allow_inf_nan=False)
+    val_score: float | None = Field(default=None, allow_inf_nan=False)  # the primary metric when not accuracy
+
+    def value(self) -> float | None:
+        return self.val_score if self.val_score is not None else self.val_accuracy
 
 
 class Best(_Strict):
-    val: float = Field(ge=0, le=1, allow_inf_nan=False)
+    val: float = Field(allow_inf_nan=False)
     step: int = Field(gt=0)
     params: Tensors
 
@@ -65,9 +70,11 @@ class ResumeState(_Strict):
 
 
 def usable_state(path: Path | None, *, version: int, config_hash: str, hparams: TrainHParams,
-                 trainable: Tensors, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+                 trainable: Tensors, optimizer: torch.optim.Optimizer,
+                 higher_is_better: bool = True) -> dict[str, Any] | None:
     """The checkpoint at ``path`` as a dict when it fits the cell (see the module docstring); None when there is
-    none, or (with a warning on stderr) when it does not fit."""
+    none, or (with a warning on stderr) when it does not fit. ``higher_is_better``: the direction of the task's
+    primary metric (the best point is the curve's best in it)."""
     if path is None or not path.exists():
         return None
     try:
@@ -87,7 +94,7 @@ def usable_state(path: Path | None, *, version: int, config_hash: str, hparams: 
     except ValidationError as exc:
         first = exc.errors()[0]
         return _ignore(path, f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
-    problems = fit_problems(state, raw["optimizer"], hparams, trainable, optimizer)
+    problems = fit_problems(state, raw["optimizer"], hparams, trainable, optimizer, higher_is_better)
     if problems:
         return _ignore(path, "; ".join(problems[:3]))
     return raw
@@ -100,7 +107,7 @@ def _ignore(path: Path, why: str) -> None:
 
 
 def fit_problems(state: ResumeState, saved_optimizer: dict[str, Any], hp: TrainHParams, trainable: Tensors,
-                 optimizer: torch.optim.Optimizer) -> list[str]:
+                 optimizer: torch.optim.Optimizer, higher_is_better: bool = True) -> list[str]:
     """Everything in ``state`` that does not fit the cell (empty when it fits)."""
     step = state.step
     problems: list[str] = []
@@ -116,7 +123,7 @@ def fit_problems(state: ResumeState, saved_optimizer: dict[str, Any], hp: TrainH
     last = count * hp.eval_every
     if state.loss_n != step - last:
         problems.append(f"loss_n is {state.loss_n}, but {step - last} step(s) follow the last evaluation")
-    problems += _best_problems(state, trainable)
+    problems += _best_problems(state, trainable, higher_is_better)
     problems += tensor_problems("params", state.params, trainable)
     if state.grad_chunks % hp.grad_accum or state.grad_chunks > hp.batch_size:
         problems.append(f"grad_chunks {state.grad_chunks} is not a back-off of grad_accum {hp.grad_accum}")
@@ -124,13 +131,16 @@ def fit_problems(state: ResumeState, saved_optimizer: dict[str, Any], hp: TrainH
     return problems
 
 
-def _best_problems(state: ResumeState, trainable: Tensors) -> list[str]:
+def _best_problems(state: ResumeState, trainable: Tensors, higher_is_better: bool) -> list[str]:
     if not state.curve:
         return [] if state.best is None else ["it has a best point but no learning curve"]
     if state.best is None:
         return ["it has a learning curve but no best point"]
-    top = max(p.val_accuracy for p in state.curve)
-    first = next(p.step for p in state.curve if p.val_accuracy == top)
+    values = [p.value() for p in state.curve]
+    if any(v is None for v in values):
+        return ["a point of its learning curve has no validation value"]
+    top = (max if higher_is_better else min)(values)  # type: ignore[type-var]
+    first = next(p.step for p, v in zip(state.curve, values, strict=True) if v == top)
     problems = []
     if state.best.val != top or state.best.step != first:
         problems.append(f"its best point ({state.best.val} at step {state.best.step}) is not its curve's "

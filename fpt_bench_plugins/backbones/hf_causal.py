@@ -282,7 +282,7 @@ class CausalBackbone(TransformerBackbone, UsesModelFamilies):
 
     def random_module(self, options: CausalOptions, max_len: int, provenance: dict[str, Any]) -> CausalLMModule:
         if options.family:
-            known = {n for n, f in self.known_families().items() if f.kind == self.family_kind}
+            known = {f.model_type for f in self.known_families().values() if f.kind == self.family_kind}
             if options.family not in known:
                 raise UserError(f"{self.spec.name}: unknown family {options.family!r}"
                                 f"{did_you_mean(options.family, known)}; the families are {', '.join(sorted(known))} "

@@ -232,6 +232,8 @@ class HFEncoder(TransformerBackbone):
         citation="Devlin et al. 2019; Liu et al. 2019; Raffel et al. 2020; Beltagy et al. 2020; Wang et al. 2020.",
     )
     Options: Any = HFEncoderOptions
+    smoke_args: ClassVar[dict[str, Any] | None] = {"weights": "random", "family": "bert", "n_layers": 2, "n_embd": 32,
+                                                   "n_head": 2}  # the library's default BERT config, no files
     kind = "hf_encoder"
     architecture_schema = HFEncoderArchitecture
     random_init = "transformers default"
@@ -316,6 +318,7 @@ class MiniLM(HFEncoder):
         citation="Wang et al. MiniLM. NeurIPS 2020; Reimers & Gurevych, sentence-transformers all-MiniLM-L6-v2.",
     )
     Options = MiniLMOptions
+    smoke_args = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2}  # reads the config only
 
 
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"

@@ -192,6 +192,7 @@ class LSTM(Backbone):
         citation="Hochreiter & Schmidhuber 1997; Ba et al. Layer Normalization 2016; Lu et al. 2021.",
     )
     Options = LSTMOptions
+    smoke_args = {"n_layers": 2, "hidden_size": 16}
 
     def build(self, options: LSTMOptions, max_len: int) -> LSTMModule:  # type: ignore[override]
         weights = parse_weights(options.weights, WEIGHTS)

@@ -101,6 +101,7 @@ class ViT(TransformerBackbone):
         citation="Dosovitskiy et al. An Image is Worth 16x16 Words. ICLR 2021.",
     )
     Options = ViTOptions
+    smoke_args = {"weights": "random", "n_layers": 2, "n_embd": 32, "n_head": 2}  # the config only, no weights
     kind = "vit"
     random_alternative = "weights=random builds a ViT from its default config alone (no files)"
     architecture_schema = ViTArchitecture

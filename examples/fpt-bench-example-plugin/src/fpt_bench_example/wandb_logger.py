@@ -56,6 +56,8 @@ def fpt_bench_cell_finished(cell: Any, result: Any) -> None:
     if run is None:
         return
     m = result.metrics
+    run.summary.update({f"test_{name}": value for name, value in m.test_metrics.items()})  # every metric
     run.summary.update({"status": result.status, "test_accuracy": m.test_accuracy, "val_accuracy": m.val_accuracy,
-                        "best_step": m.best_step, "wall_seconds": result.timing.wall_seconds})
+                        "metric": m.metric, "test_score": m.test_score, "best_step": m.best_step,
+                        "wall_seconds": result.timing.wall_seconds})
     run.finish()
