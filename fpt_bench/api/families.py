@@ -6,7 +6,7 @@ family nobody registered is refused with a message, never mapped by guessing fro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,8 +77,12 @@ class UsesModelFamilies:
         return {entry.name: entry.component for entry in registry}
 
 
-def family_of(config: Any, source: str, kind: str, backbone: str, families: dict[str, ModelFamily]) -> ModelFamily:
-    """The family of ``config`` among ``families`` for a backbone of ``kind``; one clear error otherwise."""
+def family_of(config: Any, source: str, kind: str, backbone: str, families: dict[str, ModelFamily],
+              elsewhere: Mapping[str, str] | None = None) -> ModelFamily:
+    """The family of ``config`` among ``families`` for a backbone of ``kind``; one clear error otherwise.
+    ``elsewhere`` (the calling plugin's knowledge) names the backbone to use instead, by family kind or by a
+    ``model_type`` that another backbone takes."""
+    elsewhere = elsewhere or {}
     model_type = str(getattr(config, "model_type", None))
     family = families.get(model_type)
     shared = sorted(n for n in families if n.rpartition(":")[2] == model_type and ":" in n)
@@ -90,12 +94,12 @@ def family_of(config: Any, source: str, kind: str, backbone: str, families: dict
     if family is not None and family.kind == kind:
         return family
     if family is not None:
-        other = "hf_ssm" if family.kind == "ssm" else "hf_decoder"
-        raise UserError(f"{source} is a {model_type} model ({family.kind}): use --backbone {other}")
+        other = elsewhere.get(family.kind)
+        use = f"use --backbone {other}" if other else f"use a backbone for {family.kind} models"
+        raise UserError(f"{source} is a {model_type} model ({family.kind}): {use}")
     known = ", ".join(sorted(n for n, f in families.items() if f.kind == kind)) or "none"
-    elsewhere = {"gpt2": "gpt2", "vit": "vit", "bert": "hf_encoder", "roberta": "hf_encoder", "t5": "hf_encoder",
-                 "longformer": "hf_encoder"}.get(model_type)
-    hint = f" (for {model_type} use --backbone {elsewhere})" if elsewhere else ""
+    other = elsewhere.get(model_type)
+    hint = f" (for {model_type} use --backbone {other})" if other else ""
     raise UserError(
         f"{backbone} does not know the architecture family {model_type!r} of {source}{hint}: it maps the "
         f"modules of {known} to roles and will not guess them from parameter names. To add {model_type!r}, "

@@ -206,6 +206,11 @@ class CausalLMModule(TransformerModule):
         return {"from": before, "to": max_len}
 
 
+# the backbone to use instead: by family kind, or by a model_type another built-in backbone takes
+ELSEWHERE = {"ssm": "hf_ssm", "decoder": "hf_decoder", "gpt2": "gpt2", "vit": "vit", "bert": "hf_encoder",
+             "roberta": "hf_encoder", "t5": "hf_encoder", "longformer": "hf_encoder"}
+
+
 def set_depth(config: Any, depth: int) -> None:
     config.num_hidden_layers = depth
     layer_types = getattr(config, "layer_types", None)  # per-layer attention kinds (Gemma 2/3, Qwen3, ...)
@@ -278,7 +283,7 @@ class CausalBackbone(TransformerBackbone, UsesModelFamilies):
         return self.source(options), weights.needs_pretrained
 
     def _family(self, config: Any, where: str) -> ModelFamily:
-        return family_of(config, where, self.family_kind, self.spec.name, self.known_families())
+        return family_of(config, where, self.family_kind, self.spec.name, self.known_families(), ELSEWHERE)
 
     def random_module(self, options: CausalOptions, max_len: int, provenance: dict[str, Any]) -> CausalLMModule:
         if options.family:
