@@ -95,11 +95,11 @@ def check_tensors(path: Path, tensors: Header, aliases: dict[str, str], architec
         problems.append("it holds no tensors")
     limit = len(tensors) + len(aliases)
     problems += [f"architecture {key} = {value} layers, but the file holds only {limit} tensors"
-                 for key, value in _layer_counts(architecture, "architecture") if value > limit]
+                 for key, value in _counts(architecture, "architecture", "layer") if value > limit]
     # a classification head's label count is not the backbone's, yet transformers builds a label map of that size
     # from it (num_labels = 4,000,000: gigabytes before anything else is checked)
     problems += [f"architecture {key} = {value} labels (at most {MAX_LABELS})"
-                 for key, value in _label_counts(architecture, "architecture") if value > MAX_LABELS]
+                 for key, value in _counts(architecture, "architecture", "label", sizes=True) if value > MAX_LABELS]
     if problems:
         raise CorruptFileError(f"{path}: not a consistent backbone checkpoint: {'; '.join(problems[:3])}")
 
@@ -107,28 +107,19 @@ def check_tensors(path: Path, tensors: Header, aliases: dict[str, str], architec
 MAX_LABELS = 100_000
 
 
-def _label_counts(value: Any, where: str) -> list[tuple[str, int]]:
+def _counts(value: Any, where: str, word: str, sizes: bool = False) -> list[tuple[str, int]]:
+    """(path, count) for every integer under a key that contains ``word`` (with ``sizes``: also the length of a
+    dict or list there), at any depth of ``value``."""
     found: list[tuple[str, int]] = []
     if isinstance(value, dict):
         for key, item in value.items():
             here = f"{where}.{key}"
-            if "label" in str(key).lower():
+            if word in str(key).lower():
                 if isinstance(item, int) and not isinstance(item, bool):
                     found.append((here, item))
-                elif isinstance(item, dict | list):
+                elif sizes and isinstance(item, dict | list):
                     found.append((here, len(item)))
-            found += _label_counts(item, here)
-    return found
-
-
-def _layer_counts(value: Any, where: str) -> list[tuple[str, int]]:
-    found: list[tuple[str, int]] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{where}.{key}"
-            if "layer" in str(key).lower() and isinstance(item, int) and not isinstance(item, bool):
-                found.append((here, item))
-            found += _layer_counts(item, here)
+            found += _counts(item, here, word, sizes)
     return found
 
 

@@ -136,8 +136,8 @@ def run_cell(cell: CellConfig, result_file: Path, ctx: RunContext) -> CellResult
             error_kind = "user"
             error = (f"out of memory ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}); choose a "
                      "smaller backbone, --batch-size or --eval-batch-size")
-        elif bad_path_message(exc) is not None:  # weights=checkpoint:~nobody/x, a NUL byte in an option
-            error_kind, error = "user", str(bad_path_message(exc))
+        elif (path_problem := bad_path_message(exc)) is not None:  # checkpoint:~nobody/x, a NUL byte
+            error_kind, error = "user", path_problem
         else:
             error_kind = "internal"
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-8)}"

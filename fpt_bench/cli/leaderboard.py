@@ -138,20 +138,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _result_files(paths: list[Path]) -> list[Path]:
-    """The result files under folders (``*.json``) and the files named."""
-    from fpt_bench.leaderboard.collect import result_files_under
+    """The result files under folders (``*.json``) and the files named; links out of a folder are refused."""
+    from fpt_bench.leaderboard.collect import result_files
 
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            found, outside = result_files_under(p)  # links out of the folder are not its results
-            files += found
-            for link in outside:
-                print(f"refused    {link}: refused: a symbolic link out of {p}", file=sys.stderr)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise UserError(f"{p}: no such result file or folder")
+    files, refused = result_files(paths)
+    for reason in refused:
+        print(f"refused    {reason}", file=sys.stderr)
     return files
 
 

@@ -33,19 +33,11 @@ def add_parser(sub: Any) -> None:
 
 
 def _files(paths: list[Path]) -> list[Path]:
-    from fpt_bench.leaderboard.collect import result_files_under
+    from fpt_bench.leaderboard.collect import result_files
 
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            found, outside = result_files_under(p)
-            files += found
-            for link in outside:  # a folder's .json links out of it are not its results
-                print(f"refused        {link}: a symbolic link out of {p}", file=sys.stderr)
-        elif p.exists() or p.is_symlink():
-            files.append(p)
-        else:
-            raise UserError(f"{p}: no such result file or folder")
+    files, refused = result_files(paths)
+    for reason in refused:  # a folder's .json links out of it are not its results
+        print(f"refused        {reason}", file=sys.stderr)
     if not files:
         raise UserError(f"no result files in {', '.join(map(str, paths))}")
     return files

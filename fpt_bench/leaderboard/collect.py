@@ -93,17 +93,7 @@ class Table:
 def load_results(paths: Iterable[Path]) -> tuple[list[Loaded], list[str]]:
     """Every result file under ``paths`` (files or folders), checked; refused files come back as reasons.
     Two files of the same cell (the same config hash): the newer one is used."""
-    files: list[Path] = []
-    refused: list[str] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found, outside = result_files_under(p)
-            files += found
-            refused += [f"{f}: refused: a symbolic link out of {p}" for f in outside]
-        elif p.exists() or p.is_symlink():
-            files.append(p)
-        else:
-            raise UserError(f"{p}: no such result file or folder")
+    files, refused = result_files(paths)
     loaded: dict[str, Loaded] = {}
     for f in files:
         try:
@@ -116,6 +106,23 @@ def load_results(paths: Iterable[Path]) -> tuple[list[Loaded], list[str]]:
             loaded[key] = Loaded(f, result)
     kept, duplicates = one_per_seed(list(loaded.values()))  # the same cell and seed spelled differently
     return kept, refused + duplicates
+
+
+def result_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[str]]:
+    """The result files named in ``paths`` and under its folders, and why each ``.json`` link out of a folder is
+    not one of them; a path that does not exist is a UserError."""
+    files: list[Path] = []
+    refused: list[str] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found, outside = result_files_under(p)
+            files += found
+            refused += [f"{f}: refused: a symbolic link out of {p}" for f in outside]
+        elif p.exists() or p.is_symlink():
+            files.append(p)
+        else:
+            raise UserError(f"{p}: no such result file or folder")
+    return files, refused
 
 
 def result_files_under(root: Path) -> tuple[list[Path], list[Path]]:

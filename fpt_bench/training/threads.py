@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from fpt_bench.results.schema import MAX_THREADS  # noqa: E402,F401 - one bound for results and resumes
+from fpt_bench.results.schema import MAX_THREADS  # one bound for results and resumes
 
 
 def adopt_threads(recorded: int | None, checkpoint: Path | None) -> int:
