@@ -31,7 +31,7 @@ from fpt_bench.cells.config import build_run_config, expand_cells, parse_kv
 from fpt_bench.cells.runner import RunContext, run_cell
 from fpt_bench.host.manager import get_host
 from fpt_bench.results.store import result_path
-from fpt_bench_plugins.tasks import vision
+from fpt_bench_plugins.tasks import vision_module
 
 FILE_TASKS = {"mnist", "fashion_mnist", "cifar10", "cifar10_lra", "remote_homology", "remote_homology_scope"}
 
@@ -42,11 +42,11 @@ def synthetic(name: str, split: str, max_len: int, n: int = 400) -> SplitData:
     y = torch.randint(0, 10, (n,), generator=g)
     if name in ("mnist", "fashion_mnist"):
         x = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
-        return SplitData(x, y, info={"synthetic": True}, decode=vision.decode_mnist)
+        return SplitData(x, y, info={"synthetic": True}, decode=vision_module.decode_mnist)
     if name in ("cifar10", "cifar10_lra"):
         x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-        return SplitData(x, y, info={"synthetic": True}, decode=vision.decode_cifar if name == "cifar10"
-                         else vision.decode_gray)
+        return SplitData(x, y, info={"synthetic": True}, decode=vision_module.decode_cifar if name == "cifar10"
+                         else vision_module.decode_gray)
     # proteins: TAPE's remote homology lengths are roughly log-normal around 250 residues, cut at max_len
     lengths = torch.exp(torch.randn(n, generator=g) * 0.5 + 5.5).long().clamp(20, max_len)
     x = torch.randint(1, 25, (n, int(lengths.max())), generator=g, dtype=torch.uint8)

@@ -106,15 +106,15 @@ def sync(device: torch.device) -> None:
 def synthetic(task: str, n: int, spec: Any, seed: int) -> tuple[Any, Any]:
     """(harness SplitData, naive Dataset factory(train: bool)) with the same examples."""
     from fpt_bench import SplitData
-    from fpt_bench_plugins.tasks import vision
+    from fpt_bench_plugins.tasks import vision_module
 
     rng = np.random.default_rng(seed)
     shape = SHAPES[task]
     labels = rng.integers(0, spec.output.n_classes, n)
     if shape.kind == "image":
         images = rng.integers(0, 256, (n, *shape.image), dtype=np.uint8)
-        decode = {"mnist": vision.decode_mnist, "cifar10": vision.decode_cifar,
-                  "cifar10_lra": vision.decode_gray}[task]
+        decode = {"mnist": vision_module.decode_mnist, "cifar10": vision_module.decode_cifar,
+                  "cifar10_lra": vision_module.decode_gray}[task]
         split = SplitData(torch.from_numpy(images), torch.from_numpy(labels), decode=decode)
         pil = images if images.ndim == 3 else images.transpose(0, 2, 3, 1)  # HWC for PIL
         return split, lambda train: naive_loop.ImageDataset(pil, labels, naive_loop.image_transform(task, train))

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from fpt_bench import FPT_ROLES, FPTModel, FreezePolicy, LayerSelection, PolicySpec, Role, hookimpl
+from fpt_bench import FPT_ROLES, FreezePolicy, LayerSelection, PolicySpec, Role, hookimpl
 from fpt_bench_plugins.lora import FPTLayers, LoRA
+
+if TYPE_CHECKING:
+    from fpt_bench import FPTModel
 
 R = Role
 
@@ -38,6 +41,8 @@ class BitFit(FreezePolicy):
 def _bias_names(model: FPTModel) -> set[str]:
     cached = getattr(model, "_fpt_bias_names", None)
     if cached is None:
+        import torch
+
         cached = {f"{mod_name}.bias" for mod_name, module in model.named_modules()
                   if mod_name and isinstance(getattr(module, "bias", None), torch.nn.Parameter)}
         model._fpt_bias_names = cached  # type: ignore[attr-defined]

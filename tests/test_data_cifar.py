@@ -18,7 +18,8 @@ from fpt_bench.api.seeding import generator
 from fpt_bench.datastore.importer import import_files
 from fpt_bench.host.manager import get_host
 from fpt_bench_plugins.tasks.image_augment import apply_affine, augment_params, patchify, unpatchify
-from fpt_bench_plugins.tasks.vision import CIFAR_MEAN, CIFAR_STD, decode_cifar, lra_grayscale, read_cifar_batch
+from fpt_bench_plugins.tasks.vision import read_cifar_batch
+from fpt_bench_plugins.tasks.vision_module import CIFAR_MEAN, CIFAR_STD, decode_cifar, lra_grayscale
 
 BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
 

@@ -14,7 +14,8 @@ from fpt_bench import CorruptFileError, DataMissingError
 from fpt_bench.cli import main
 from fpt_bench.datastore.importer import import_files
 from fpt_bench.host.manager import get_host
-from fpt_bench_plugins.tasks.vision import decode_mnist, read_idx, read_idx_pair
+from fpt_bench_plugins.tasks.vision import read_idx, read_idx_pair
+from fpt_bench_plugins.tasks.vision_module import decode_mnist
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -1,67 +1,17 @@
-"""The Backbone plugin interface: maps a sequence of embeddings to hidden states, nothing about tasks."""
+"""The Backbone plugin interface: maps a sequence of embeddings to hidden states, nothing about tasks. The module a
+backbone builds is a ``BackboneModule`` (``fpt_bench.api.backbone_module``, which imports torch)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import BaseModel
-from torch import nn
 
 from fpt_bench.api.options import Configurable
-from fpt_bench.api.roles import Role
 from fpt_bench.api.specs import BackboneSpec
 
-
-class BackboneModule(nn.Module):
-    """What ``Backbone.build`` returns.
-
-    Subclasses set ``hidden_size``, ``max_positions`` (None when unbounded) and ``n_layers``, and implement
-    ``forward`` and ``parameter_roles``. Roles are assigned from the module structure, never by matching
-    parameter names in the core.
-    """
-
-    hidden_size: int
-    max_positions: int | None = None
-    n_layers: int = 0
-    causal: bool = False
-    attention: str | None = None  # the attention kernel in use (e.g. "sdpa"), recorded in the result
-    activation: str | None = None  # the feed-forward activation's implementation, recorded in the result
-
-    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``embeds`` (B, T, hidden) and ``mask`` (B, T; 1 = real token) -> hidden states (B, T, hidden)."""
-        raise NotImplementedError
-
-    def parameter_roles(self) -> dict[str, Role]:
-        """Every parameter name (as in ``named_parameters()``) -> its role."""
-        raise NotImplementedError
-
-    def parameter_layers(self) -> dict[str, int]:
-        """Parameter name -> layer index (0-based) for parameters that belong to a layer."""
-        return {}
-
-    def used_numel(self, seq_len: int) -> dict[str, int]:
-        """Parameters that a sequence of ``seq_len`` reaches only in part: name -> elements reached.
-
-        For example the rows of a position table beyond ``seq_len``, or a token embedding that the harness
-        never calls (0). Parameters not listed are reached whole.
-        """
-        return {}
-
-    def attention_flops(self, seq_len: int) -> int:
-        """Forward FLOPs of one sequence of ``seq_len`` that no parameter count shows (attention scores and
-        their weighted sum: ``4 * n_layers * seq_len**2 * hidden`` for a transformer), for the harness's MFU
-        estimate (docs/performance.md). Default 0."""
-        return 0
-
-    def provenance(self) -> dict[str, Any]:
-        """Where the weights came from (recorded in the result)."""
-        return {}
-
-    def architecture(self) -> dict[str, Any]:
-        """JSON-able description from which the backbone plugin can rebuild this module without its weights
-        (e.g. the model config); stored in backbone checkpoints (``--save-backbone``). Default: nothing."""
-        return {}
+if TYPE_CHECKING:
+    from fpt_bench.api.backbone_module import BackboneModule
 
 
 class Backbone(Configurable):
@@ -86,3 +36,12 @@ class Backbone(Configurable):
         Asked before cells run (``fpt-bench run`` skips such cells, ``fpt-bench ls cells`` lists them as
         unavailable), so it must be quick: look for files, never download. Default: always available."""
         return None
+
+
+def __getattr__(name: str) -> Any:
+    """``BackboneModule`` lives in ``fpt_bench.api.backbone_module`` (it imports torch); loaded on first use."""
+    if name == "BackboneModule":
+        from fpt_bench.api.backbone_module import BackboneModule
+
+        return BackboneModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

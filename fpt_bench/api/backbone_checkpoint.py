@@ -18,13 +18,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from fpt_bench.api import checkpoint_schema
 from fpt_bench.api.errors import CorruptFileError, UserError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    import torch
+    from torch import nn
 
 FORMAT = "fpt-bench-backbone"
 FORMAT_VERSION = "1"

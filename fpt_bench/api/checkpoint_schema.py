@@ -14,15 +14,16 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from torch import nn
 
 from fpt_bench.api.errors import CorruptFileError, UserError
 
-M = TypeVar("M", bound=nn.Module)
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    from torch import nn
+
+M = TypeVar("M", bound="nn.Module")
 MAX_NESTING = 32  # JSON metadata nested deeper than this is not a backbone's config
 # the module built from the metadata may hold more than the file (buffers such as an attention mask, rows added
 # later) but not unboundedly more: a forged size must not allocate memory the file never paid for
@@ -126,6 +127,8 @@ def _counts(value: Any, where: str, word: str, sizes: bool = False) -> list[tupl
 def build_checked(path: Path, backbone: str, tensors: Header, aliases: dict[str, str],
                   make: Callable[[], M]) -> M:
     """``make()`` built first on the meta device, compared with the file's tensors, then built for real."""
+    import torch
+
     try:
         with torch.device("meta"):
             probe = make()

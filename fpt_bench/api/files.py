@@ -20,9 +20,8 @@ padded to its longest sequence with the real lengths, so batches pad only to the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import BaseModel
 
 from fpt_bench.api.errors import UserError
@@ -36,6 +35,9 @@ from fpt_bench.datastore.safepickle import load as load_plain_pickle
 from fpt_bench.datastore.safepickle import loads as loads_plain_pickle
 from fpt_bench.infra.atomic import atomic_directory, atomic_write
 from fpt_bench.infra.safe_read import open_regular, read_bytes, read_text
+
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    import torch
 
 __all__ = ["DECOMPRESS_ERRORS", "DataFile", "FileState", "RaggedTokens", "TokenFileTask", "at_end",
            "atomic_directory", "atomic_write", "cached_tokens", "check_files", "check_promise", "file_md5",

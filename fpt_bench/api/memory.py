@@ -12,15 +12,15 @@ optimizer state, the batch and its activations) against the device before the fi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, TypeVar
 
 from fpt_bench.api.errors import UserError
 from fpt_bench.infra.memory import available_memory, gib
 
-M = TypeVar("M", bound=nn.Module)
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    from torch import nn
+
+M = TypeVar("M", bound="nn.Module")
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -40,6 +40,8 @@ def build_within_memory(make: Callable[[], M], what: str, advice: str = "choose 
     here (modules are built on the CPU, then moved); a UserError naming ``what`` when they do not, or when the
     library refuses the sizes (a ValueError). A module that cannot be built on the meta device for another reason
     is built directly (the check is skipped, never the build)."""
+    import torch
+
     try:
         with torch.device("meta"):
             probe = make()

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fpt_bench.api.backbone import BackboneModule
+from fpt_bench.api.backbone_module import BackboneModule
 from fpt_bench.api.roles import Role
 from fpt_bench.api.specs import Continuous, Readout, TaskSpec, Tokens
 

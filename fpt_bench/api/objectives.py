@@ -25,13 +25,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
 from pydantic import Field
-from torch.nn import functional as F
 
 from fpt_bench.api.options import Strict
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a tensor is met: specs and listings load without it
+    import torch
+
     from fpt_bench.api.specs import OutputSpec
 
 
@@ -122,6 +122,8 @@ class Classification(Objective):
         return 1.0 / out.n_classes if self.primary == "accuracy" and out.n_classes else None
 
     def check_labels(self, y: torch.Tensor, n: int, out: OutputSpec) -> None:
+        import torch
+
         expected = _label_shapes(n, out)
         if tuple(y.shape) not in expected or y.dtype != torch.long:
             raise ValueError(f"y is {_shape(y)}; expected {' or '.join(map(str, expected))} int64 labels")
@@ -130,6 +132,8 @@ class Classification(Objective):
             raise ValueError(f"labels span {low}..{high}, outside 0..{out.n_classes - 1}")  # type: ignore[operator]
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from torch.nn import functional as F
+
         return F.cross_entropy(outputs.float().flatten(0, 1), y.reshape(-1))
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
@@ -167,6 +171,8 @@ class MultiLabel(Objective):
             raise ValueError(f"labels must be 0 or 1, got values from {float(y.min()):g} to {float(y.max()):g}")
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from torch.nn import functional as F
+
         logits = outputs.float()[..., 0]
         return F.binary_cross_entropy_with_logits(logits, y.reshape(logits.shape).float())
 
@@ -210,6 +216,8 @@ class Regression(Objective):
         return (self.target_mean or 0.0, self.target_std or 1.0)
 
     def check_labels(self, y: torch.Tensor, n: int, out: OutputSpec) -> None:
+        import torch
+
         expected = _label_shapes(n, out)
         if tuple(y.shape) not in expected or not y.is_floating_point():
             raise ValueError(f"y is {_shape(y)}; expected {' or '.join(map(str, expected))} float targets")
@@ -217,6 +225,8 @@ class Regression(Objective):
             raise ValueError("targets are not all finite (NaN or infinity)")
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from torch.nn import functional as F
+
         mean, std = self._scale()
         values = outputs.float()[..., 0]
         target = (y.reshape(values.shape).float() - mean) / std

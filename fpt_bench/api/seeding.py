@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    import torch
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -17,6 +18,9 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 def seed_everything(seed: int) -> dict[str, int]:
     """Seed python, numpy and torch from the cell seed; return the seeds used (recorded in the result)."""
+    import numpy as np
+    import torch
+
     seeds = {
         "cell": seed,
         "python": derive_seed(seed, "python"),
@@ -31,6 +35,8 @@ def seed_everything(seed: int) -> dict[str, int]:
 
 
 def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    import torch
+
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g

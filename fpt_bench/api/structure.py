@@ -8,14 +8,16 @@ module owns is an error that names it: roles are never guessed from parameter na
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from torch import nn
 
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.roles import Role
 from fpt_bench.api.weights import KINDS, WEIGHTS_HELP, WeightSource, parse_weights
+
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class RoleMap:
 
 
 def submodule(root: nn.Module, path: str) -> nn.Module | None:
+    from torch import nn
+
     module: nn.Module | None = root
     for part in path.split(".") if path else []:
         module = getattr(module, part, None) if module is not None else None
@@ -38,6 +42,8 @@ def submodule(root: nn.Module, path: str) -> nn.Module | None:
 
 
 def layer_list(root: nn.Module, role_map: RoleMap) -> nn.ModuleList:
+    from torch import nn
+
     layers = submodule(root, role_map.layers)
     if not isinstance(layers, nn.ModuleList):
         raise UserError(f"{type(root).__name__} has no layer list at {role_map.layers!r}: this transformers version "

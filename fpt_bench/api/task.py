@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import BaseModel
 
 from fpt_bench.api.options import Configurable
 from fpt_bench.api.specs import TaskSpec
+
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    import torch
 
 
 @dataclass

@@ -10,61 +10,23 @@ result records, the statistics-matched redraw, loading and checking a checkpoint
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
-from torch import nn
 
 from fpt_bench.api.availability import unavailable_reason
-from fpt_bench.api.backbone import Backbone, BackboneModule
-from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+from fpt_bench.api.backbone import Backbone
 from fpt_bench.api.checkpoint_schema import Architecture
 from fpt_bench.api.errors import UserError
 from fpt_bench.api.memory import build_within_memory
-from fpt_bench.api.roles import Role
-from fpt_bench.api.structure import RoleMap, TransformerOptions, layers_of, roles_from_structure, submodule
-from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_, truncate_layers
+from fpt_bench.api.structure import TransformerOptions
+from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_
+
+if TYPE_CHECKING:
+    from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
+    from fpt_bench.api.transformer_module import TransformerModule
 
 STATS_INIT = "per-tensor Gaussian with the pretrained tensor's mean and std"
-
-
-class TransformerModule(BackboneModule):
-    """A module a ``TransformerBackbone`` builds: it keeps the provenance the result records and can drop its last
-    blocks (``truncate``). Its parameters' roles and layers come from ``role_map`` (a :class:`RoleMap` of the
-    model at path ``role_prefix`` inside the module; a new position table at ``position`` has role position)."""
-
-    role_map: RoleMap
-    role_prefix: str = ""
-
-    def __init__(self, provenance: dict[str, Any]) -> None:
-        super().__init__()
-        self._provenance = provenance
-
-    def parameter_roles(self) -> dict[str, Role]:
-        extra = {"position": Role.POSITION} if isinstance(getattr(self, "position", None), nn.Parameter) else None
-        return roles_from_structure(self, self.role_map, prefix=self.role_prefix, extra=extra)
-
-    def parameter_layers(self) -> dict[str, int]:
-        return layers_of(self, self.role_map, prefix=self.role_prefix)
-
-    def provenance(self) -> dict[str, Any]:
-        return self._provenance
-
-    def truncate(self, n_layers: int | None, what: str) -> None:
-        """Keep the first ``n_layers`` blocks (all when None); ``what`` names the model in errors. The default cuts
-        the ModuleList at ``role_map.layers`` (under ``role_prefix``) and sets ``n_layers``; override it (and call
-        it) when a config also records the depth."""
-        path = ".".join(p for p in (self.role_prefix, self.role_map.layers) if p)
-        parent_path, _, attribute = path.rpartition(".")
-        parent = submodule(self, parent_path)
-        if parent is None or not isinstance(getattr(parent, attribute, None), nn.ModuleList):
-            raise TypeError(f"{type(self).__name__} has no ModuleList of blocks at {path!r} (role_map.layers under "
-                            f"role_prefix): override truncate()")
-        self.n_layers = truncate_layers(parent, attribute, n_layers, what)
-
-    def stats_target(self) -> nn.Module:
-        """What ``weights=stats`` redraws (default: everything; a new position table is left as initialised)."""
-        return self
 
 
 class TransformerBackbone(Backbone):
@@ -158,3 +120,12 @@ class TransformerBackbone(Backbone):
 def _sizes(options: Any) -> str:
     given = {k: getattr(options, k, None) for k in ("n_layers", "n_embd", "n_head")}
     return ", ".join(f"{k}={v}" for k, v in given.items() if v is not None) or "its default sizes"
+
+
+def __getattr__(name: str) -> Any:
+    """``TransformerModule`` lives in ``fpt_bench.api.transformer_module`` (it imports torch); loaded on first use."""
+    if name == "TransformerModule":
+        from fpt_bench.api.transformer_module import TransformerModule
+
+        return TransformerModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

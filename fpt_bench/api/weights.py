@@ -19,17 +19,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import ValidationError
-from torch import nn
 
 from fpt_bench.api import availability
 from fpt_bench.api.backbone_checkpoint import SUFFIX, BackboneCheckpoint, read_backbone_checkpoint
 from fpt_bench.api.checkpoint_schema import Architecture, brief
 from fpt_bench.api.errors import CorruptFileError, UserError
 from fpt_bench.infra.safe_read import child_path
+
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    import torch
+    from torch import nn
 
 KINDS = ("pretrained", "random", "stats", "checkpoint", "result")
 WEIGHTS_HELP = ("pretrained | random (config only) | stats (Gaussian per tensor, pretrained mean/std) | "
@@ -102,12 +104,13 @@ def pretrained_error(source: str, exc: BaseException, what: str = "pretrained we
 WEIGHT_FILES = availability.WEIGHT_FILES
 
 
-def _dtype_kwargs(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+def _dtype_kwargs(dtype: torch.dtype | None) -> dict[str, Any]:
+    import torch
     import transformers
     from packaging.version import Version
 
     key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    return {key: dtype}
+    return {key: torch.float32 if dtype is None else dtype}
 
 
 def resolve_source(source: str) -> str:
@@ -132,10 +135,10 @@ def load_config(source: str, install: str = "", alternative: str = "") -> Any:
 
 
 def load_pretrained(model_class: Any, source: str, config_overrides: dict[str, Any], sdpa: bool = True,
-                    dtype: torch.dtype = torch.float32, install: str = "", alternative: str = "",
+                    dtype: torch.dtype | None = None, install: str = "", alternative: str = "",
                     **model_kwargs: Any) -> nn.Module:
-    """``from_pretrained`` for a hub id or a local directory in ``dtype`` (float32 unless a backbone chooses its
-    compute dtype), ``trust_remote_code=False``; one clear error when the weights are missing, at once when they
+    """``from_pretrained`` for a hub id or a local directory in ``dtype`` (float32 when None, unless a backbone chooses
+    its compute dtype), ``trust_remote_code=False``; one clear error when the weights are missing, at once when they
     are not here and the hub cannot be asked."""
     reason = availability.unavailable_reason(source, needs_weights=True, install=install, alternative=alternative)
     if reason is not None:
@@ -186,18 +189,20 @@ def model_from_config(model_class: Any, config: Any, sdpa: bool = True, **model_
 
 
 # ----------------------------------------------------------------------------------------- stats
-@torch.no_grad()
 def stats_init_(module: nn.Module) -> int:
     """Replace every parameter by a draw from N(mean, std) of its current (pretrained) values, per tensor.
 
     Uses the global torch generator (the runner seeds it from the cell seed). Tied tensors are drawn once.
     Returns the number of tensors redrawn."""
+    import torch
+
     count = 0
     for param in module.parameters():
         values = param.detach().to(torch.float64)
         mean = values.mean().item()
         std = values.std().item() if values.numel() > 1 else 0.0
-        param.normal_(mean, std)
+        with torch.no_grad():
+            param.normal_(mean, std)
         count += 1
     return count
 
@@ -254,6 +259,8 @@ def truncate_layers(parent: nn.Module, attribute: str, n_layers: int | None, wha
         return len(layers)
     if n_layers > len(layers):
         raise UserError(f"n_layers={n_layers}, but {what} has only {len(layers)} layers")
+    from torch import nn
+
     setattr(parent, attribute, nn.ModuleList(list(layers)[:n_layers]))
     return n_layers
 

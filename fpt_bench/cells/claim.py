@@ -12,10 +12,8 @@ from fpt_bench.api.cell import CellConfig
 from fpt_bench.api.errors import UserError
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.locks import CellLock, check_cell_paths
-from fpt_bench.cells.runner import run_cell
 from fpt_bench.results.schema import CellResult
 from fpt_bench.results.store import checkpoint_path, read_result, remove_leftovers, should_run
-from fpt_bench.training import distributed
 
 
 @dataclass
@@ -43,6 +41,9 @@ def needs_run(path: Path, ctx: RunContext) -> bool:
 def run_claimed(cell: CellConfig, path: Path, ctx: RunContext) -> CellOutcome:
     """Claim ``cell``, run it unless it finished meanwhile, release. Safe to call from any worker.
     Under torchrun, rank 0 claims and every rank follows its decision."""
+    from fpt_bench.cells.runner import run_cell  # torch: not for registering executors or listing them
+    from fpt_bench.training import distributed
+
     lock = CellLock(path)
     note = error = ""
     if distributed.is_main():

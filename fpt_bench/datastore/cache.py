@@ -14,12 +14,14 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from fpt_bench.infra.atomic import atomic_directory
+
+if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+    import torch
 
 CACHE_DIR = ".cache"
 MARKER = "complete.json"
@@ -57,6 +59,8 @@ class RaggedTokens:
 
     def padded(self, pad: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x padded to the longest sequence, lengths, labels) as tensors."""
+        import torch
+
         lengths = np.diff(self.offsets)
         longest = int(lengths.max()) if len(lengths) else 0
         x = np.full((len(lengths), longest), pad, dtype=self.values.dtype)

@@ -9,8 +9,8 @@ and the last 20 tokens each predict 50 bits. Bit XOR: two random 5-bit strings i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
@@ -26,6 +26,9 @@ from fpt_bench import (
     hookimpl,
 )
 from fpt_bench.api.seeding import generator
+
+if TYPE_CHECKING:  # torch is imported when examples are drawn: listing the plugins loads without it
+    import torch
 
 CITATION = "Lu, Grover, Abbeel, Mordatch. Pretrained Transformers as Universal Computation Engines. 2021."
 VAL_SEED = 1_000_001  # fixed evaluation sets: comparable across cells, seeds and runs
@@ -68,6 +71,8 @@ class BitMemory(_GeneratedTask):
     )
 
     def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:
+        import torch
+
         device = generator.device
         bits = torch.randint(0, 2, (batch_size, self.n_patterns, self.n_bits), generator=generator, device=device)
         strings = bits.float() * 2 - 1
@@ -96,6 +101,8 @@ class BitXOR(_GeneratedTask):
     )
 
     def sample(self, batch_size: int, generator: torch.Generator, options: BaseModel) -> Batch:
+        import torch
+
         pair = torch.randint(0, 2, (batch_size, 2, self.n_bits), generator=generator, device=generator.device)
         y = pair[:, 0] ^ pair[:, 1]
         return Batch(pair.float().reshape(batch_size, 2 * self.n_bits, 1), y)

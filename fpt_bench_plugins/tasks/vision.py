@@ -19,10 +19,9 @@ import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
@@ -53,13 +52,11 @@ from fpt_bench.api.files import (
     read_upto,
     require_files,
 )
-from fpt_bench_plugins.tasks.image_augment import crop_flip_rotate, patchify, unpatchify
+
+if TYPE_CHECKING:  # torch is imported when a split is loaded: listing the plugins loads without it
+    import torch
 
 CITATION = "Lu, Grover, Abbeel, Mordatch. Pretrained Transformers as Universal Computation Engines. 2021."
-PATCH = 4
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2023, 0.1994, 0.2010)
-GRAY = (0.2989, 0.5870, 0.1140)  # torchvision's and TensorFlow's luma weights
 # quick on a 2-core CPU: the whole 10,000-image test pass dominates (GPT-2 base, fp32), so train 200 steps and
 # validate once, at the end (one test pass: the selected step is the last)
 QUICK = HParamOverrides(steps=200, batch_size=8, eval_every=200)
@@ -180,13 +177,12 @@ class IdxTask(Task):
         if split != "test":
             x, y = _split(split, (x, y), options.val_size, pair[0].location)  # type: ignore[arg-type]
         info = {"source": f"{self.folder} IDX files", "files": files_provenance(pair), "examples": len(x)}
+        import torch
+
+        from fpt_bench_plugins.tasks.vision_module import decode_mnist
+
         return SplitData(torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64)), info=info,
                          decode=decode_mnist)
-
-
-def decode_mnist(x: torch.Tensor) -> torch.Tensor:
-    """(B, 28, 28) uint8 -> (B, 49, 16) in [0, 1]."""
-    return patchify(x[:, None].float() / 255.0, PATCH)
 
 
 def _mnist_spec(name: str, title: str) -> TaskSpec:
@@ -302,16 +298,6 @@ class _CifarBase(Task):
         return x, y, {"source": "CIFAR-10 python batches", "files": files_provenance(used), "examples": len(x)}
 
 
-def _channel(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(values, device=like.device, dtype=torch.float32).reshape(1, -1, 1, 1)
-
-
-def decode_cifar(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 32, 32) uint8 -> (B, 64, 48) normalised patches."""
-    images = (x.float() / 255.0 - _channel(CIFAR_MEAN, x)) / _channel(CIFAR_STD, x)
-    return patchify(images, PATCH)
-
-
 class CIFAR10(_CifarBase):
     spec = TaskSpec(
         name="cifar10", description="CIFAR-10: 32x32 RGB images as 64 tokens of 4x4x3 pixels, 10 classes",
@@ -320,38 +306,23 @@ class CIFAR10(_CifarBase):
     )
 
     def load(self, split: str, options: VisionOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
+        import torch
+
+        from fpt_bench_plugins.tasks.vision_module import decode_cifar
+
         x, y, info = self._images(split, options, data_dir)
         return SplitData(torch.from_numpy(x.copy()), torch.from_numpy(y), info=info, decode=decode_cifar)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator, options: BaseModel) -> torch.Tensor:
-        images = unpatchify(x, 3, 32, PATCH)
-        black = (-torch.tensor(CIFAR_MEAN) / torch.tensor(CIFAR_STD)).to(x.device)
-        return patchify(crop_flip_rotate(images, generator, fill=black), PATCH)
+        from fpt_bench_plugins.tasks.vision_module import augment_cifar
+
+        return augment_cifar(x, generator)
 
 
 class LraOptions(VisionOptions):
     variant: Literal["fpt", "lra"] = Field(
         default="fpt", description="fpt: continuous grayscale in [-1, 1] with augmentation (the paper); "
                                    "lra: 256 grayscale tokens, no augmentation (Long Range Arena)")
-
-
-def lra_grayscale(x: np.ndarray) -> np.ndarray:
-    """LRA's 8-bit grayscale of (N, 3, H, W) uint8: TensorFlow's ``rgb_to_grayscale`` on [0, 1] floats, then
-    ``convert_image_dtype`` back to uint8: ``trunc((0.2989 R + 0.5870 G + 0.1140 B) / 255 * 255.5)``."""
-    rgb = x.astype(np.float32) / np.float32(255.0)
-    weights = np.array(GRAY, dtype=np.float32).reshape(1, 3, 1, 1)
-    gray = (rgb * weights).sum(axis=1, dtype=np.float32)
-    return (gray * np.float32(255.5)).astype(np.uint8)
-
-
-def decode_gray(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 32, 32) uint8 -> (B, 1024, 1) grayscale in [-1, 1] (normalised with mean 0.5, std 0.5)."""
-    gray = (x.float() / 255.0 * _channel(GRAY, x)).sum(1)
-    return ((gray - 0.5) / 0.5).reshape(x.shape[0], -1, 1)
-
-
-def decode_tokens(x: torch.Tensor) -> torch.Tensor:
-    return x.long()
 
 
 class CIFAR10LRA(_CifarBase):
@@ -371,6 +342,10 @@ class CIFAR10LRA(_CifarBase):
         return self.spec
 
     def load(self, split: str, options: LraOptions, data_dir: Path) -> SplitData:  # type: ignore[override]
+        import torch
+
+        from fpt_bench_plugins.tasks.vision_module import decode_gray, decode_tokens, lra_grayscale
+
         x, y, info = self._images(split, options, data_dir)
         info["variant"] = options.variant
         if options.variant == "lra":
@@ -384,8 +359,9 @@ class CIFAR10LRA(_CifarBase):
     def augment(self, x: torch.Tensor, generator: torch.Generator, options: LraOptions) -> torch.Tensor:
         if options.variant == "lra":
             return x
-        images = x.reshape(x.shape[0], 1, 32, 32)
-        return crop_flip_rotate(images, generator, fill=-1.0).reshape(x.shape)
+        from fpt_bench_plugins.tasks.vision_module import augment_gray
+
+        return augment_gray(x, generator)
 
 
 @hookimpl
