@@ -194,7 +194,7 @@ def test_bfloat16_keeps_norms_in_float32_and_widens_what_trains(configs: dict[st
 def test_auto_dtype_follows_the_checkpoint_and_the_device(configs: dict[str, Path], tmp_path: Path) -> None:
     from transformers import LlamaConfig
 
-    from fpt_bench_plugins.backbones.hf_causal import choose_dtype
+    from fpt_bench_plugins.backbones.hf_causal_module import choose_dtype
 
     stored = LlamaConfig(dtype="bfloat16")
     assert choose_dtype("auto", LlamaConfig(dtype="float16")) == (torch.float32,
