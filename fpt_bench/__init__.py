@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-PLUGIN_API = "1.2"  # major bumps break plugins; minor bumps only add
+PLUGIN_API = "1.3"  # major bumps break plugins; minor bumps only add
 
 from fpt_bench.infra.threads import passive_openmp  # noqa: E402
 

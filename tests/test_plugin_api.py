@@ -21,7 +21,7 @@ from fpt_bench.host.manager import Host
 def test_plugin_api_version_is_public() -> None:
     # 1.1 added FPTModel, FPT_ROLES, ExecutorSpec, Flag, seeding, ...; 1.2 objectives (OutputSpec.objective),
     # qualified names, options passed to FreezePolicy.is_trainable, PolicySpec.train_layers, a policy's smoke_args
-    assert fpt_bench.PLUGIN_API == "1.2"
+    assert fpt_bench.PLUGIN_API == "1.3"
     assert "PLUGIN_API" in fpt_bench.__all__ and re.fullmatch(r"\d+\.\d+", fpt_bench.PLUGIN_API)
 
 

@@ -1,0 +1,54 @@
+"""Answering without the model libraries: `--help`, `--version`, listing and `plugins` load every built-in plugin's
+registrations but never torch, transformers, timm or torchvision (docs/writing-plugins.md, "Keep registration
+light"). Each command runs in a fresh interpreter, since one test's imports would hide another's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "transformers", "timm", "torchvision")
+PROBE = """
+import json, sys
+from fpt_bench.cli import main
+argv = json.loads(sys.argv[1])
+try:
+    code = main(argv)
+except SystemExit as exc:  # argparse's --help exits
+    code = exc.code
+print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
+""" % (HEAVY,)
+
+COMMANDS = [
+    ["--help"],
+    ["--version"],
+    ["run", "--help"],
+    ["plugins"],
+    ["ls", "tasks", "--options"],
+    ["ls", "backbones", "--options"],
+    ["ls", "policies", "--options"],
+    ["ls", "suites"],
+    ["ls", "executors", "--json"],
+    ["ls", "profiles"],
+    ["ls", "cells", "--suite", "offline", "--profile", "smoke"],
+    ["schema"],
+]
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_the_command_line_answers_without_the_model_libraries(argv: list[str], tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], capture_output=True, text=True,
+                          cwd=tmp_path, check=False, timeout=120)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "heavy": []}, done.stderr[-2000:]
+
+
+def test_the_probe_sees_an_import_of_torch(tmp_path) -> None:
+    """The check above can fail: a command that builds a backbone imports torch, and the probe reports it."""
+    probe = PROBE.replace("code = main(argv)", "code = main(argv); import fpt_bench.api.backbone_module")
+    done = subprocess.run([sys.executable, "-c", probe, json.dumps(["--version"])], capture_output=True, text=True,
+                          cwd=tmp_path, check=False, timeout=120)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"code": 0, "heavy": ["torch"]}
