@@ -13,6 +13,7 @@ import fpt_bench.cli.app  # noqa: F401
 import fpt_bench.datastore.files  # noqa: F401
 import fpt_bench.host.requirements  # noqa: F401
 import fpt_bench_plugins.backbones.gpt2  # noqa: F401
+import fpt_bench_plugins.backbones.gpt2_module  # noqa: F401
 from fpt_bench.host.manager import get_host
 
 get_host()

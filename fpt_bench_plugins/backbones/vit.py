@@ -6,26 +6,21 @@ position embeddings are dropped."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import ConfigDict, Field
-from torch import nn
 
-from fpt_bench import BackboneSpec, Role, hookimpl
+from fpt_bench import BackboneSpec, hookimpl
 from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
 from fpt_bench.api.checkpoint_schema import Architecture
-from fpt_bench.api.structure import MAX_POSITIONS, RoleMap, TransformerOptions
-from fpt_bench.api.transformer import TransformerBackbone, TransformerModule
-from fpt_bench.api.weights import load_pretrained, model_from_config, truncate_layers
+from fpt_bench.api.structure import MAX_POSITIONS, TransformerOptions
+from fpt_bench.api.transformer import TransformerBackbone
+from fpt_bench.api.weights import load_pretrained, model_from_config
+
+if TYPE_CHECKING:
+    from fpt_bench_plugins.backbones.vit_module import ViTModule
 
 DEFAULT_SOURCE = "google/vit-base-patch16-224"
-ROLES = RoleMap(
-    layers="layers",
-    layer=(("attention", Role.ATTENTION), ("mlp", Role.FEEDFORWARD), ("intermediate", Role.FEEDFORWARD),
-           ("output", Role.FEEDFORWARD), ("layernorm_before", Role.NORM), ("layernorm_after", Role.NORM)),
-    top=(("norm", Role.NORM), ("position", Role.POSITION)),
-)
 
 
 class ViTOptions(TransformerOptions):
@@ -33,56 +28,6 @@ class ViTOptions(TransformerOptions):
     n_positions: int = Field(default=1024, gt=0, le=MAX_POSITIONS,
                              description="rows of the new position table (grown to max_len)")
     dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout (default: the model's own, 0)")
-
-
-def _parts(vit: nn.Module) -> tuple[nn.ModuleList, nn.Module]:
-    """The encoder blocks and the final norm of a ViTModel (transformers 5 layout, or 4's ``encoder.layer``)."""
-    layers = getattr(vit, "layers", None)
-    if layers is None:
-        layers = vit.encoder.layer
-    return layers, vit.layernorm
-
-
-class ViTModule(TransformerModule):
-    role_map = ROLES
-    def __init__(self, vit: nn.Module, n_positions: int, provenance: dict[str, Any]) -> None:
-        super().__init__(provenance)
-        self.config = vit.config
-        self.layers, self.norm = _parts(vit)
-        self.hidden_size = self.config.hidden_size
-        self.position = nn.Parameter(torch.zeros(n_positions, self.hidden_size))
-        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
-        self.max_positions = n_positions
-        self.n_layers = len(self.layers)
-
-    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.dropout(embeds + self.position[: embeds.shape[1]])
-        attention_mask = None if mask is None else _bidirectional_mask(self.config, hidden, mask)
-        for layer in self.layers:
-            hidden = layer(hidden, attention_mask)
-            if isinstance(hidden, tuple):  # transformers 4 returns (hidden,)
-                hidden = hidden[0]
-        return self.norm(hidden)
-
-    def used_numel(self, seq_len: int) -> dict[str, int]:
-        return {"position": min(seq_len, self.max_positions) * self.hidden_size}
-
-    def stats_target(self) -> nn.Module:
-        return nn.ModuleList([self.layers, self.norm])  # not the new position table
-
-    def architecture(self) -> dict[str, Any]:
-        return {"kind": "vit", "config": self.config.to_dict(), "n_positions": self.max_positions}
-
-    def truncate(self, n_layers: int | None, what: str) -> None:
-        self.n_layers = self.config.num_hidden_layers = truncate_layers(self, "layers", n_layers, what)
-
-
-def _bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    try:
-        from transformers.masking_utils import create_bidirectional_mask
-    except ImportError:  # older transformers: an additive float mask (B, 1, 1, T)
-        return (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
 
 
 class ViTArchitecture(Architecture):
@@ -113,6 +58,8 @@ class ViT(TransformerBackbone):
     def random_module(self, options: ViTOptions, max_len: int, provenance: dict[str, Any]) -> ViTModule:
         from transformers import ViTConfig, ViTModel
 
+        from fpt_bench_plugins.backbones.vit_module import ViTModule
+
         config = ViTConfig(**_dropout(options))
         if options.n_embd:
             config.hidden_size, config.intermediate_size = options.n_embd, 4 * options.n_embd
@@ -127,6 +74,8 @@ class ViT(TransformerBackbone):
                           provenance: dict[str, Any]) -> ViTModule:
         from transformers import ViTModel
 
+        from fpt_bench_plugins.backbones.vit_module import ViTModule
+
         vit = load_pretrained(ViTModel, source, _dropout(options), add_pooling_layer=False)
         return ViTModule(vit, max(options.n_positions, max_len), provenance)
 
@@ -134,11 +83,15 @@ class ViT(TransformerBackbone):
                           provenance: dict[str, Any]) -> ViTModule:
         from transformers import ViTConfig, ViTModel
 
+        from fpt_bench_plugins.backbones.vit_module import ViTModule
+
         config = ViTConfig.from_dict({**checkpoint.architecture["config"], **_dropout(options)})
         vit = model_from_config(ViTModel, config, add_pooling_layer=False)
         return ViTModule(vit, checkpoint.architecture["n_positions"], provenance)
 
     def finish(self, module: ViTModule, options: ViTOptions, max_len: int) -> None:  # type: ignore[override]
+        from fpt_bench_plugins.backbones.vit_module import _grow_positions
+
         rows = max(options.n_positions, max_len)
         if rows > module.max_positions:  # a checkpoint's table, shorter than this task needs
             _grow_positions(module, rows)
@@ -149,14 +102,6 @@ def _dropout(options: ViTOptions) -> dict[str, float]:
     if options.dropout is None:
         return {}
     return {"hidden_dropout_prob": options.dropout, "attention_probs_dropout_prob": options.dropout}
-
-
-def _grow_positions(module: ViTModule, rows: int) -> None:
-    old = module.position.detach()
-    new = torch.zeros(rows, old.shape[1], dtype=old.dtype, device=old.device)
-    new[: old.shape[0]] = old
-    module.position = nn.Parameter(new)
-    module.max_positions = rows
 
 
 @hookimpl
