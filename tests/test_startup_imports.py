@@ -19,8 +19,8 @@ try:
     code = main(argv)
 except SystemExit as exc:  # argparse's --help exits
     code = exc.code
-print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
+print(json.dumps({"code": code, "heavy": [m for m in HEAVY if m in sys.modules]}))
+""".replace("HEAVY", repr(HEAVY))
 
 COMMANDS = [
     ["--help"],
