@@ -92,6 +92,8 @@ def test_default_profile_is_printed(tmp_path: Path, capsys) -> None:
         (["--task", "bit_xor", "--steps", "0"], "--steps '0': Input should be greater than 0"),
         (["--task", "bit_xor", "--task-args", "n_test=-1"], "bad --task-args for task 'bit_xor': n_test"),
         ([], "nothing to run: give --task NAME"),
+        (["--all", "--suite", "first_run"], "--all and --suite first_run both choose the tasks: --all runs every"),
+        (["--all", "--task", "bit_xor"], "--all and --task both choose the tasks"),
         (["--suite", "nope"], "unknown suite 'nope'"),
         (["--task", "bit_xor", "--config", "/nonexistent.toml"], "config file /nonexistent.toml does not exist"),
     ],
@@ -153,3 +155,23 @@ def test_a_flag_error_is_one_message_and_where_to_look(capsys: pytest.CaptureFix
     assert info.value.code == 2
     assert err == ("fpt-bench run: error: argument --precision: invalid choice: 'foo' (choose from 'auto', 'fp32', "
                    "'bf16')\n  (`fpt-bench run --help` lists what it takes)\n")  # not run's 20-line usage first
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["run", "--taks", "bit_xor"], "unrecognized arguments: --taks bit_xor; did you mean '--task' or"),
+    (["ls", "tasks", "--opts"], "unrecognized arguments: --opts; did you mean '--options'"),
+    (["leaderboard", "--publsh", "site"], "unrecognized arguments: --publsh; did you mean '--publish'"),
+    (["--verison"], "unrecognized arguments: --verison; did you mean '--version'?"),
+])
+def test_a_misspelt_flag_names_the_subcommands_closest_flags(argv: list[str], hint: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and hint in err and err.count("\n") == 2
+
+
+def test_a_misspelt_sweep_setting_names_the_closest_one(tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli("run", "--task", "bit_xor", "--output-dir", str(tmp_path), "--sweep", "lrr=1e-3,1e-4",
+                           capsys=capsys)
+    assert code == 2 and "'lrr' is not a training setting; did you mean 'lr'? (one of: steps," in err

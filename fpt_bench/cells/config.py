@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from fpt_bench.api.cell import CellConfig
-from fpt_bench.api.errors import CorruptFileError, UserError
+from fpt_bench.api.errors import CorruptFileError, UserError, did_you_mean
 from fpt_bench.api.hparams import HParamOverrides
 from fpt_bench.api.options import Flag, Strict, brief_validation_error
 from fpt_bench.cells.profiles import check_profile, default_profile, resolve_hparams
@@ -91,7 +91,8 @@ class RunConfig(RunOptions):
         for key, values in sweep.items():
             if key not in HParamOverrides.model_fields:
                 known = ", ".join(HParamOverrides.model_fields)
-                raise ValueError(f"{key!r} is not a training setting (one of: {known})")
+                hint = did_you_mean(key, HParamOverrides.model_fields)
+                raise ValueError(f"{key!r} is not a training setting{hint} (one of: {known})")
             if not isinstance(values, list) or len(values) < 2:
                 flag = "--" + key.replace("_", "-")
                 raise ValueError(f"{key}: give at least two values to sweep (one value: set it with {flag})")
@@ -166,6 +167,10 @@ def resolve_device(device: str) -> str:
 
 def _grid(config: RunConfig, host: Host) -> list[dict[str, Any]]:
     """The (task, backbone, policy) combinations of a run, with a suite cell's own overrides and row label."""
+    if config.all_tasks and (config.suite or config.tasks):
+        other = f"--suite {config.suite}" if config.suite else "--task"
+        raise UserError(f"--all and {other} both choose the tasks: --all runs every registered task, --suite NAME "
+                        f"a suite's cells (--task narrows it), --task NAME the tasks named; give one")
     if config.suite:
         suite = host.suites.get(config.suite)
         in_suite = {c.task for c in suite.cells}

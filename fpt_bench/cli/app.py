@@ -20,7 +20,27 @@ class BriefParser(argparse.ArgumentParser):
     """A parser whose errors are one message and where to look, not the whole usage (``run``'s is 20 lines)."""
 
     def error(self, message: str) -> Any:  # argparse's contract: print and exit with code 2
-        self.exit(2, f"{self.prog}: error: {message}\n  (`{self.prog} --help` lists what it takes)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._near(message)}\n"
+                     f"  (`{self.prog} --help` lists what it takes)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self.argv = list(sys.argv[1:] if args is None else args)  # the subcommand, for _near
+        return super().parse_args(args, namespace)
+
+    def _near(self, message: str) -> str:
+        """For an unrecognized flag: the subcommand's flags closest to it (``run --taks`` -> ``--task``)."""
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        from fpt_bench.api.errors import did_you_mean
+
+        parsers = [self]
+        words = [w for w in getattr(self, "argv", []) if not w.startswith("-")]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and words and words[0] in action.choices:
+                parsers.append(action.choices[words[0]])
+        flags = [f for p in parsers for a in p._actions for f in a.option_strings if f.startswith("--")]
+        given = [w.split("=", 1)[0] for w in message.split(": ", 1)[1].split() if w.startswith("--")]
+        return did_you_mean(given[0], [f for f in flags if f != "--help"]) if given else ""
 
 
 def parser(host: Any = None) -> argparse.ArgumentParser:
