@@ -96,3 +96,23 @@ def test_first_run_is_minilm_pretrained_vs_random_on_bit_xor() -> None:
 
 
 FIRST_RUN_HPARAMS = {"steps": 200, "batch_size": 16, "eval_every": 50}
+
+
+def test_the_lines_of_a_sweep_name_what_tells_its_cells_apart() -> None:
+    """Cells that differ only in a swept setting (or a task/policy option) share a label; each line adds it."""
+    from fpt_bench import CellConfig, HParamOverrides
+    from fpt_bench.cells.profiles import resolve_hparams
+    from fpt_bench.cells.sweep import distinct_labels
+
+    spec = get_host().tasks.get("bit_xor").spec
+
+    def cell(lr: float, seed: int = 0, task_args: dict | None = None) -> CellConfig:
+        return CellConfig(task="bit_xor", task_args=task_args or {}, backbone="gpt2", policy="fpt", seed=seed,
+                          profile="smoke", hparams=resolve_hparams(spec, "smoke", HParamOverrides(lr=lr)))
+
+    a, b, c, d = cell(1e-4), cell(3e-4), cell(1e-4, seed=1), cell(1e-4, task_args={"n_val": 7})
+    labels = distinct_labels([a, b, c])
+    assert labels[a.config_hash()] == "bit_xor / gpt2 / fpt / seed 0 / smoke · lr=0.0001"
+    assert labels[b.config_hash()] == "bit_xor / gpt2 / fpt / seed 0 / smoke · lr=0.0003"
+    assert labels[c.config_hash()] == "bit_xor / gpt2 / fpt / seed 1 / smoke"  # its seed already tells it apart
+    assert distinct_labels([a, d])[d.config_hash()] == "bit_xor / gpt2 / fpt / seed 0 / smoke · task.n_val=7"

@@ -35,11 +35,29 @@ class SweepSummary:
         return sum(1 for o in self.outcomes if o.result is None)
 
 
+def distinct_labels(cells: list[CellConfig]) -> dict[str, str]:
+    """config hash -> the cell's label, followed by the settings that tell it from cells of the same label (a swept
+    learning rate: ``... / quick · lr=0.0001``), so the lines of a sweep can be told apart."""
+    groups: dict[str, list[CellConfig]] = {}
+    for cell in cells:
+        groups.setdefault(cell.label(), []).append(cell)
+    labels = {}
+    for label, group in groups.items():
+        settings = [{**c.hparams.model_dump(), **{f"task.{k}": v for k, v in c.task_args.items()},
+                     **{f"policy.{k}": v for k, v in c.policy_args.items()}} for c in group]
+        differ = sorted({k for s in settings for k in s if any(t.get(k) != s.get(k) for t in settings)})
+        for cell, these in zip(group, settings, strict=True):
+            shown = ", ".join(f"{k}={these.get(k)}" for k in differ)
+            labels[cell.config_hash()] = f"{label} · {shown}" if shown else label
+    return labels
+
+
 def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out: TextIO | None = None
               ) -> SweepSummary:
     out = out or sys.stdout
     summary = SweepSummary()
     paths = [result_path(ctx.output_dir, cell) for cell in cells]
+    labels = distinct_labels(cells)
     runnable = distributed.broadcast([needs_run(p, ctx) for p in paths])  # rank 0 decides
     todo = []
     for cell, path, run in zip(cells, paths, runnable, strict=True):
@@ -47,7 +65,7 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
             todo.append((cell, path))
         else:
             summary.outcomes.append(CellOutcome(cell, path, None, "done"))
-            print(f"skip  {cell.label()}  (done: {path})", file=out)
+            print(f"skip  {labels[cell.config_hash()]}  (done: {path})", file=out)
             if distributed.is_main() and not ctx.keep_checkpoints and checkpoint_path(path).exists():
                 tidy(path)
     total, started = len(todo), time.perf_counter()
@@ -63,16 +81,17 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
         left = "ETA after the first cell" if eta is None else f"ETA ~{clock_text(eta)}"
         head = f"[{finished}/{total}, {clock_text(time.perf_counter() - started)}, {left}]"
         r = outcome.result
+        label = labels.get(outcome.cell.config_hash(), outcome.cell.label())
         if outcome.error:
-            print(f"{head} failed   {outcome.cell.label()}  {outcome.error}", file=out, flush=True)
+            print(f"{head} failed   {label}  {outcome.error}", file=out, flush=True)
             return
         if r is None:
-            print(f"{head} skip     {outcome.cell.label()}  ({outcome.note})", file=out, flush=True)
+            print(f"{head} skip     {label}  ({outcome.note})", file=out, flush=True)
             return
         value = primary_value(r.metrics)
-        label = "test" if r.metrics.metric == "accuracy" else f"test {r.metrics.metric}"
-        shown = f"{label} {value:.4f}" if value is not None else ((r.error or "").splitlines() or [""])[0]
-        print(f"{head} {r.status:8s} {outcome.cell.label()}  {shown}  ({r.timing.wall_seconds:.1f}s) -> "
+        metric = "test" if r.metrics.metric == "accuracy" else f"test {r.metrics.metric}"
+        shown = f"{metric} {value:.4f}" if value is not None else ((r.error or "").splitlines() or [""])[0]
+        print(f"{head} {r.status:8s} {label}  {shown}  ({r.timing.wall_seconds:.1f}s) -> "
               f"{outcome.path}", file=out, flush=True)
 
     if todo:
