@@ -107,6 +107,7 @@ def test_full_disk_while_writing_a_result_keeps_the_previous_one_and_a_rerun_res
     code, _, err = run_cli(*RUN, "--output-dir", str(out), "--overwrite", "always", capsys=capsys)
     rerun = read_result(path)
     assert code == 0 and rerun.timing.resumed_from_step == 4 and rerun.metrics == read_result_bytes(before).metrics
+    assert "fpt-bench: bit_xor: resuming at step 4 of 6 from " in err  # the rerun says it resumed
     tally("resources", "full disk: results lost", 0)
 
 

@@ -148,6 +148,9 @@ class Trainer:
         self.out.train_flops = state.get("train_flops", 0.0)
         self.out.resumed_from_step = state["step"]
         self.threads = adopt_threads(state.get("threads"), self.checkpoint)  # the rest on the same thread count
+        print(f"fpt-bench: {self.cell.task}: resuming at step {state['step']} of {self.hp.steps} from "
+              f"{self.checkpoint} (it goes on exactly as if it had not stopped)", file=sys.stderr,
+              flush=True)
         return int(state["step"])
 
     def save_selected(self, path: Path) -> None:
