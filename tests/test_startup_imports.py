@@ -1,5 +1,5 @@
 """Answering without the model libraries: `--help`, `--version`, listing and `plugins` load every built-in plugin's
-registrations but never torch, transformers, timm or torchvision (docs/writing-plugins.md, "Keep registration
+registrations but never torch, transformers, timm, torchvision or numpy (docs/writing-plugins.md, "Keep registration
 light"). Each command runs in a fresh interpreter, since one test's imports would hide another's."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "timm", "torchvision")
+HEAVY = ("torch", "transformers", "timm", "torchvision", "numpy")
 PROBE = """
 import json, sys
 from fpt_bench.cli import main

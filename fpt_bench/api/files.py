@@ -31,8 +31,6 @@ from fpt_bench.datastore.cache import RaggedTokens, cached_tokens
 from fpt_bench.datastore.files import FileState, Manifest, check_files, require_files
 from fpt_bench.datastore.files import provenance as files_provenance
 from fpt_bench.datastore.importer import prepare_files
-from fpt_bench.datastore.safepickle import load as load_plain_pickle
-from fpt_bench.datastore.safepickle import loads as loads_plain_pickle
 from fpt_bench.infra.atomic import atomic_directory, atomic_write
 from fpt_bench.infra.safe_read import open_regular, read_bytes, read_text
 
@@ -43,6 +41,20 @@ __all__ = ["DECOMPRESS_ERRORS", "DataFile", "FileState", "RaggedTokens", "TokenF
            "atomic_directory", "atomic_write", "cached_tokens", "check_files", "check_promise", "file_md5",
            "files_provenance", "load_plain_pickle", "loads_plain_pickle", "open_data", "open_regular",
            "prepare_files", "read_bytes", "read_text", "read_upto", "require_files"]
+
+
+def load_plain_pickle(handle: Any, where: str, encoding: str = "ASCII") -> Any:
+    """``fpt_bench.datastore.safepickle.load``: plain data only (numpy is imported when a pickle is read)."""
+    from fpt_bench.datastore.safepickle import load
+
+    return load(handle, where, encoding)
+
+
+def loads_plain_pickle(data: bytes, where: str, encoding: str = "ASCII") -> Any:
+    """``fpt_bench.datastore.safepickle.loads``: plain data only."""
+    from fpt_bench.datastore.safepickle import loads
+
+    return loads(data, where, encoding)
 
 
 def file_md5(data_dir: Path, path: Path) -> str:

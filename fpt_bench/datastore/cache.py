@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from fpt_bench.infra.atomic import atomic_directory
 
-if TYPE_CHECKING:  # torch is imported where a tensor is met: listing the plugins loads without it
+if TYPE_CHECKING:  # numpy and torch are imported where arrays are met: listing the plugins loads without them
+    import numpy as np
     import torch
 
 CACHE_DIR = ".cache"
@@ -37,6 +36,8 @@ class RaggedTokens:
 
     @classmethod
     def from_lists(cls, seqs: list[np.ndarray], labels: list[int], dtype: Any = None) -> RaggedTokens:
+        import numpy as np
+
         """Sequences of token ids stored back to back in ``dtype``: by default the smallest of uint8, uint16,
         uint32 and int64 that holds every id (the harness widens a batch to int64 when it is used). A ``dtype``
         that cannot hold every id is a ValueError, never a silent wrap-around."""
@@ -59,6 +60,7 @@ class RaggedTokens:
 
     def padded(self, pad: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x padded to the longest sequence, lengths, labels) as tensors."""
+        import numpy as np
         import torch
 
         lengths = np.diff(self.offsets)
@@ -108,6 +110,8 @@ def cached_tokens(data_dir: Path, task: str, split: str, key_parts: dict[str, An
 
 
 def _read(folder: Path, datasets: Any) -> RaggedTokens | None:
+    import numpy as np
+
     if not (folder / MARKER).is_file():
         return None
     try:

@@ -14,11 +14,12 @@ last real token; sequences longer than ``max_len`` (1024) are cut and counted. `
 
 from __future__ import annotations
 
+import functools
 import json
+from numbers import Integral
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
@@ -44,6 +45,9 @@ from fpt_bench.api.files import (
     require_files,
 )
 
+if TYPE_CHECKING:  # numpy is imported when sequences are read: listing the plugins loads without it
+    import numpy as np
+
 TOKENIZER_VERSION = 1
 URL = "http://s3.amazonaws.com/songlabdata/proteindata/data_pytorch/remote_homology.tar.gz"
 URL_JSON = "http://s3.amazonaws.com/songlabdata/proteindata/data_raw/remote_homology.tar.gz"
@@ -54,18 +58,28 @@ N_FOLDS = 1195
 
 IUPAC = ["<pad>", "<mask>", "<cls>", "<sep>", "<unk>", *"ABCDEFGHIKLMNOPQRSTUVWXYZ"]
 PAD, CLS, SEP = 0, 2, 3
-_RESIDUE_IDS = np.full(256, 255, dtype=np.uint8)
-for _i, _letter in enumerate(IUPAC[5:], start=5):
-    _RESIDUE_IDS[ord(_letter)] = _i
+
+
+@functools.cache
+def _residue_ids() -> np.ndarray:
+    """byte -> residue id (255: not a residue); made on first use (numpy is not imported to list the task)."""
+    import numpy as np
+
+    table = np.full(256, 255, dtype=np.uint8)
+    for i, letter in enumerate(IUPAC[5:], start=5):
+        table[ord(letter)] = i
+    return table
 
 
 def encode_protein(sequence: str) -> np.ndarray:
     """``<cls>`` + residue ids + ``<sep>`` (upper-cased); ValueError naming an unknown residue."""
+    import numpy as np
+
     if not sequence.isascii():  # before upper(): 'ß'.upper() is 'SS', which would pass for two residues
         at = next(i for i, c in enumerate(sequence) if not c.isascii())
         raise ValueError(f"unknown residue {sequence[at]!r} at position {at + 1} (IUPAC letters only)")
     raw = sequence.upper().encode("ascii")
-    ids = _RESIDUE_IDS[np.frombuffer(raw, dtype=np.uint8)]
+    ids = _residue_ids()[np.frombuffer(raw, dtype=np.uint8)]
     if (ids == 255).any():
         at = int(np.argmax(ids == 255))
         raise ValueError(f"unknown residue {sequence[at]!r} at position {at + 1} (IUPAC letters only)")
@@ -83,7 +97,7 @@ def tokenize_records(records: list[tuple[str, Any, Any]], where: str, max_len: i
             ids = encode_protein(sequence)
         except ValueError as exc:
             raise CorruptFileError(f"{where}: record {name}: {exc}") from None
-        if isinstance(label, bool) or not isinstance(label, int | np.integer) or not 0 <= int(label) < n_classes:
+        if isinstance(label, bool) or not isinstance(label, int | Integral) or not 0 <= int(label) < n_classes:
             raise CorruptFileError(f"{where}: record {name}: bad label {label!r} (fold labels are 0..{n_classes - 1})")
         if len(ids) > max_len:
             ids, cut = ids[:max_len], cut + 1

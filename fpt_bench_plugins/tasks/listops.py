@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
@@ -53,7 +52,8 @@ from fpt_bench.api.files import (
 )
 from fpt_bench_plugins.tasks import listops_gen
 
-if TYPE_CHECKING:  # torch is imported when a split is loaded: listing the plugins loads without it
+if TYPE_CHECKING:  # numpy and torch are imported when a split is read: listing the plugins loads without them
+    import numpy as np
     import torch
 
 TOKENIZER_VERSION = 1
@@ -73,6 +73,8 @@ _CODES = b"".join(short for _, short in _SHORT)
 
 
 def _table(vocab: list[str], brackets: bool) -> np.ndarray:
+    import numpy as np
+
     table = np.full(256, 255, dtype=np.uint8)
     for i in range(10):
         table[ord(str(i))] = vocab.index(str(i))
@@ -83,25 +85,30 @@ def _table(vocab: list[str], brackets: bool) -> np.ndarray:
     return table
 
 
-_TABLES = {"default": _table(VOCAB, True), "paper-compat": _table(PAPER_VOCAB, False)}
+@functools.cache
+def _tables() -> dict[str, np.ndarray]:
+    """protocol -> byte-to-id table; made on first use (numpy is not imported to list the task)."""
+    return {"default": _table(VOCAB, True), "paper-compat": _table(PAPER_VOCAB, False)}
 
 
 def tokenize(source: bytes, protocol: str = "default") -> np.ndarray:
     """Token ids of one expression; ValueError naming the first token outside the vocabulary."""
+    import numpy as np
+
     n_tokens = len(source.split())
     n_parens = source.count(b"(") + source.count(b")")
     compact = source if len(source.translate(None, _CODES)) == len(source) else b"\x00"
     for long, short in _SHORT:
         compact = compact.replace(long, short)
     compact = compact.translate(None, b"() \t\r")
-    ids = _TABLES["default"][np.frombuffer(compact, dtype=np.uint8)]
+    ids = _tables()["default"][np.frombuffer(compact, dtype=np.uint8)]
     if len(compact) != n_tokens - n_parens or (ids == 255).any():
         known = {"(", ")", *VOCAB[1:]}
         bad = next((t for t in source.decode(errors="replace").split() if t not in known), "?")
         raise ValueError(f"unknown token {bad!r}")
     if protocol == "paper-compat":
         compact = compact.replace(b"]", b"")
-        ids = _TABLES["paper-compat"][np.frombuffer(compact, dtype=np.uint8)][:PAPER_MAX_LEN]
+        ids = _tables()["paper-compat"][np.frombuffer(compact, dtype=np.uint8)][:PAPER_MAX_LEN]
     return ids
 
 

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from fpt_bench import (
@@ -53,7 +52,8 @@ from fpt_bench.api.files import (
     require_files,
 )
 
-if TYPE_CHECKING:  # torch is imported when a split is loaded: listing the plugins loads without it
+if TYPE_CHECKING:  # numpy and torch are imported when a split is read: listing the plugins loads without them
+    import numpy as np
     import torch
 
 CITATION = "Lu, Grover, Abbeel, Mordatch. Pretrained Transformers as Universal Computation Engines. 2021."
@@ -74,6 +74,8 @@ def read_idx(path: Path, ndim: int, expect: Callable[[tuple[int, ...]], None] | 
     """An IDX file (optionally gzipped) of unsigned bytes with ``ndim`` dimensions (``expect`` may refuse the
     header's shape before the data is read). The header says how many bytes follow; a ``.gz`` file is
     decompressed that far and no further (a gzip bomb stops there), a plain file's size is checked first."""
+    import numpy as np
+
     try:
         with open_data(path, "IDX file") as handle:
             header = read_upto(handle, 4 + 4 * ndim)
@@ -116,6 +118,8 @@ def _check_size(path: Path, have: int, need: int, dims: tuple[int, ...]) -> None
 
 
 def read_idx_pair(images: Path, labels: Path, size: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     y = read_idx(labels, 1)
 
     def expect(dims: tuple[int, ...]) -> None:  # before the pixels are read: their size is bounded by the labels
@@ -177,6 +181,7 @@ class IdxTask(Task):
         if split != "test":
             x, y = _split(split, (x, y), options.val_size, pair[0].location)  # type: ignore[arg-type]
         info = {"source": f"{self.folder} IDX files", "files": files_provenance(pair), "examples": len(x)}
+        import numpy as np
         import torch
 
         from fpt_bench_plugins.tasks.vision_module import decode_mnist
@@ -242,6 +247,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     The file is a pickled dict (Python 2: loaded with latin-1, keys str; re-pickled copies may have bytes keys)
     with ``data`` (N, 3072) uint8 -- 1024 R, 1024 G, 1024 B, row-major -- and ``labels``."""
+    import numpy as np
+
     try:
         with open_regular(path, "CIFAR batch", 1 << 30) as handle:  # a fifo or a device is refused; ~30 MB each
             entry = load_plain_pickle(handle, str(path), encoding="latin1")
@@ -288,6 +295,8 @@ class _CifarBase(Task):
         prepare_files(self.spec.name, data_dir, self.data_files(options), download)
 
     def _images(self, split: str, options: Any, data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        import numpy as np
+
         _check_split(self.spec.name, split)
         states = require_files(self.spec.name, data_dir, self.data_files(options))
         used = states[-1:] if split == "test" else states[:-1]
