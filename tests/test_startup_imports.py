@@ -51,4 +51,5 @@ def test_the_probe_sees_an_import_of_torch(tmp_path) -> None:
     probe = PROBE.replace("code = main(argv)", "code = main(argv); import fpt_bench.api.backbone_module")
     done = subprocess.run([sys.executable, "-c", probe, json.dumps(["--version"])], capture_output=True, text=True,
                           cwd=tmp_path, check=False, timeout=120)
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"code": 0, "heavy": ["torch"]}
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0 and "torch" in report["heavy"]
