@@ -4,8 +4,9 @@
     python benchmarks/startup.py [--repeat N]
 
 Prints, per command, the median wall and CPU seconds over N runs (default 5, interleaved so that load from elsewhere
-meets every command alike) and its ratio to importing torch. ``--help`` and ``--version`` should not import torch
-(ratio well under 1); ``ls`` and ``plugins`` load every plugin, whose modules import torch today (ratio about 1).
+meets every command alike) and its ratio to importing torch. None of them imports torch (ratio well under 1): ``ls``,
+``plugins`` and ``run --help`` load every plugin, whose registrations are light (tensor code is imported when a cell
+runs; ``tests/test_startup_imports.py`` checks that no torch is imported, this script what the rest costs).
 Record the machine's CPU flags and load with the numbers (printed at the end).
 """
 

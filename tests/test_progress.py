@@ -101,8 +101,10 @@ def _cell(task: str, seed: int, steps: int = 100, n_layers: int = 2) -> CellConf
                       profile="quick", hparams=hp)
 
 
-def _result(wall: float, train: float, evaluation: float, params: int, status: str = "ok") -> Any:
-    timing = SimpleNamespace(steps=100, wall_seconds=wall, train_seconds=train, eval_seconds=evaluation)
+def _result(wall: float, train: float, evaluation: float, params: int, status: str = "ok", samples: float = 0.0,
+            tokens: float = 0.0) -> Any:
+    timing = SimpleNamespace(steps=100, wall_seconds=wall, train_seconds=train, eval_seconds=evaluation,
+                             samples_per_second=samples, tokens_per_second=tokens)
     return SimpleNamespace(status=status, timing=timing, parameters=SimpleNamespace(total=params))
 
 
@@ -129,6 +131,19 @@ def test_the_sweep_eta_weighs_each_cell_by_its_cost() -> None:
     assert sweep.eta(others) == pytest.approx(10.0 + 2 * 50.0 + 3 * 2.0)
     sweep.finished(_cell("short", 1), _result(wall=0.1, train=0.0, evaluation=0.0, params=1000, status="failed"))
     assert sweep.eta(others) == pytest.approx(10.0 + 2 * 50.0 + 3 * 2.0)  # a failed cell did no work: ignored
+
+
+def test_the_sweep_eta_uses_the_length_a_task_measured() -> None:
+    """A task's maximum length prices its cells until one has run; then the mean length its examples had (a smoke
+    ListOps expression is 20-100 tokens of ListOps' 2,000)."""
+    first, later = _cell("listops", 0), _cell("listops", 1)
+    bits = _cell("bits", 0)
+    cells = (first, later, bits)
+    sweep = SweepClock({c.config_hash(): 2000.0 for c in cells}, {c.config_hash(): 2000 for c in cells})
+    assert sweep.cost(later) == 2000.0
+    sweep.finished(first, _result(wall=11.0, train=8.0, evaluation=2.0, params=1000, samples=10.0, tokens=500.0))
+    assert sweep.cost(later) == pytest.approx(50.0) and sweep.cost(bits) == 2000.0  # 50 tokens an example
+    assert sweep.eta([later]) == pytest.approx(10.0 + 1.0)  # what the first took: the same work, plus overhead
 
 
 def test_a_run_with_stdout_not_a_terminal_logs_progress_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -34,8 +34,7 @@ def smoke_shape(name: str) -> tuple[int, ...]:
     task = get_host().tasks.get(name)
     hp = resolve_hparams(task.spec, "smoke")
     spec = task.resolve_spec(task_options(task, {}, "smoke"))
-    longest = 100 if name == "listops" else spec.max_len
-    return hp.steps, hp.batch_size, hp.eval_every, hp.val_examples, hp.test_examples, longest
+    return hp.steps, hp.batch_size, hp.eval_every, hp.val_examples, hp.test_examples, spec.max_len
 
 
 def test_every_builtin_task_has_a_small_smoke_cell() -> None:

@@ -3,7 +3,9 @@ on the cells that finished.
 
 Cost of a cell (token passes): training tokens count three times (forward and backward), evaluation tokens once
 (forward only; the periodic validations and the final test passes), with the task's maximum length per example
-and, where a split's size is not fixed by the profile, ``DEFAULT_SPLIT`` examples. Model FLOPs are about twice the
+until a cell of that task has finished (then the mean length its training examples had: a ListOps expression is
+far shorter than ListOps' maximum) and, where a split's size is not fixed by the profile, ``DEFAULT_SPLIT``
+examples. Model FLOPs are about twice the
 parameters per token pass, so the rate is measured per parameter: seconds / (cost x parameters) of finished cells
 of the same configuration (they differ in seed or learning rate only: the estimate is then as good as the
 measurement), or of any finished cell for a configuration not seen yet (the FLOPs model); what a cell spends
@@ -43,11 +45,21 @@ def _config(cell: CellConfig) -> str:
 class SweepClock:
     """Rates from finished cells, and the ETA of the pending ones."""
 
-    def __init__(self, costs: dict[str, float]) -> None:
-        self.costs = costs  # config hash -> cost of every cell of the sweep
+    def __init__(self, costs: dict[str, float], max_lens: dict[str, int] | None = None) -> None:
+        self.costs = costs  # config hash -> cost of every cell of the sweep, at its task's maximum length
+        self.max_lens = max_lens or {}  # config hash -> that maximum length
+        self._lengths: dict[str, list[float]] = {}  # task -> mean tokens per training example, measured
         self._rates: dict[str, list[float]] = {}  # configuration -> seconds per (token pass x parameter)
         self._params: dict[str, int] = {}
         self._overheads: list[float] = []  # seconds outside training steps and evaluation (build, data)
+
+    def cost(self, cell: CellConfig) -> float:
+        """The cell's token passes, at the length its task's finished cells measured (else its maximum)."""
+        key = cell.config_hash()
+        measured, longest = self._lengths.get(cell.task), self.max_lens.get(key)
+        if not measured or not longest:
+            return self.costs[key]
+        return self.costs[key] * min(statistics.median(measured) / longest, 1.0)
 
     def finished(self, cell: CellConfig, result: Any) -> None:
         """Learn from a finished cell (failed cells did not do the work: they teach nothing)."""
@@ -56,10 +68,12 @@ class SweepClock:
         key = _config(cell)
         params = max(result.parameters.total, 1)
         timing = result.timing
+        if timing.samples_per_second > 0 and timing.tokens_per_second > 0:
+            self._lengths.setdefault(cell.task, []).append(timing.tokens_per_second / timing.samples_per_second)
         work = timing.train_seconds + timing.eval_seconds
         self._params[key] = params
         self._overheads.append(max(timing.wall_seconds - work, 0.0))
-        self._rates.setdefault(key, []).append(work / (self.costs[cell.config_hash()] * params))
+        self._rates.setdefault(key, []).append(work / (self.cost(cell) * params))
 
     def eta(self, pending: list[CellConfig]) -> float | None:
         """Seconds the ``pending`` cells will take, or None before any cell has finished."""
@@ -71,5 +85,5 @@ class SweepClock:
         for cell in pending:
             key = _config(cell)
             rate = statistics.median(self._rates[key]) if key in self._rates else every
-            total += self.costs[cell.config_hash()] * self._params.get(key, typical) * rate
+            total += self.cost(cell) * self._params.get(key, typical) * rate
         return total + len(pending) * statistics.median(self._overheads)

@@ -69,7 +69,9 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
             if distributed.is_main() and not ctx.keep_checkpoints and checkpoint_path(path).exists():
                 tidy(path)
     total, started = len(todo), time.perf_counter()
-    clock = SweepClock({cell.config_hash(): cell_cost(cell, _spec(ctx, cell)) for cell, _ in todo})
+    specs = {cell.config_hash(): _spec(ctx, cell) for cell, _ in todo}
+    clock = SweepClock({cell.config_hash(): cell_cost(cell, specs[cell.config_hash()]) for cell, _ in todo},
+                       {key: spec.max_len for key, spec in specs.items()})
     pending = {cell.config_hash(): cell for cell, _ in todo}
 
     def report(outcome: CellOutcome) -> None:

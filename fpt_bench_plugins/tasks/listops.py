@@ -193,6 +193,8 @@ class ListOps(TokenFileTask):
                 "output": OutputSpec(n_classes=10, readout=Readout.LAST), "test_splits": ["val"],
                 "protocol": "paper-compat",
             })
+        if options.source == "small":  # its expressions are shorter than SMALL_SHAPE's max_length tokens
+            return self.spec.model_copy(update={"max_len": SMALL_SHAPE["max_length"]})
         return self.spec
 
     def data_files(self, options: ListOpsOptions) -> list[DataFile]:  # type: ignore[override]
