@@ -161,3 +161,14 @@ def test_a_run_with_stdout_not_a_terminal_logs_progress_lines(tmp_path: Path, ca
     assert [line.split(",")[0] for line in lines] == [f"bit_xor: step {s}/4" for s in (1, 2, 3, 4)]
     assert all("steps/s" in line and "ETA" in line for line in lines)
     assert "[1/1, " in out and "ETA" in out
+
+
+def test_the_sweep_prices_a_cell_with_the_options_its_profile_gives_its_task() -> None:
+    """A smoke ListOps cell reads the small set (profile_options), whose expressions are at most 100 tokens."""
+    from fpt_bench.cells.sweep import _spec
+    from fpt_bench.host.manager import get_host
+
+    hp = TrainHParams(steps=10, batch_size=2, lr=1e-3, eval_every=5, val_examples=8, test_examples=8)
+    cell = CellConfig(task="listops", backbone="gpt2", policy="fpt", seed=0, profile="smoke", hparams=hp)
+    assert _spec(SimpleNamespace(host=get_host()), cell).max_len == 100  # type: ignore[arg-type]
+    assert _spec(SimpleNamespace(host=get_host()), cell.model_copy(update={"profile": "quick"})).max_len == 2000  # type: ignore[arg-type]
