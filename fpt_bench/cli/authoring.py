@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_plugin(args: argparse.Namespace) -> int:
     from fpt_bench.cells.config import parse_kv, resolve_device
     from fpt_bench.conformance.check import check_plugin
+    from fpt_bench.conformance.imports import entry_module, heavy_imports, note
     from fpt_bench.host.manager import Host
 
     if args.steps < 1:
@@ -52,6 +53,9 @@ def _check_plugin(args: argparse.Namespace) -> int:
         backbone_args=parse_kv(args.backbone_args, "--backbone-args") if args.backbone_args else None,
         policy_args=parse_kv(args.policy_args, "--policy-args") if args.policy_args else None,
     )
+    for p in report.plugins:  # what listing the plugin costs (a note, not a check: docs/writing-plugins.md, 9)
+        module = entry_module(p["name"], p["distribution"]) if p["status"] == "ok" else None
+        p["heavy_imports"] = heavy_imports(module) if module else None
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -59,6 +63,9 @@ def _check_plugin(args: argparse.Namespace) -> int:
             print(f"check-plugin {p['name']} ({p['distribution'] or 'no distribution'} {p['version'] or ''})".rstrip())
         print()
         print(report.table())
+        print()
+        for p in report.plugins:
+            print(note(p["name"], p["heavy_imports"]))
     return 0 if report.passed else 1
 
 
@@ -70,7 +77,7 @@ def _new_plugin(args: argparse.Namespace) -> int:
     print(f"created {root}/ (distribution {names.dist}, entry point and task {names.entry!r})")
     print("next:")
     print(f"  cd {root}")
-    print("  pip install -e .")
+    print('  pip install -e ".[test]"           # [test] brings pytest')
     print(f"  fpt-bench plugins                  # {names.entry!r} is listed")
     print(f"  fpt-bench check-plugin {names.entry}")
     print("  pytest")
