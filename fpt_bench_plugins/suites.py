@@ -296,8 +296,8 @@ FIRST_RUN = SuiteSpec(
     notes=["Both rows train only the input layer, positions, LayerNorms and output layer (the fpt policy): 200 "
            "steps of 16 examples at the paper's learning rate. The paper (GPT-2 base, Table 6) reports that frozen "
            "pretrained weights learn Bit XOR in about 500 steps and random init in about 20,000; at its full "
-           "budget both reach 100% (Tables 1-2). Here, at 200 steps, the pretrained model has learned XOR and the "
-           "random one is still at chance."],
+           "budget both reach 100% (Tables 1-2). What to expect here, at 200 steps: the pretrained model learns XOR "
+           "and the random one stays near chance (the table above shows what this run got)."],
     next_steps=["fpt-bench run --suite first_run --seeds 0,1,2  # two more seeds (seed 0 is kept): mean ± std over "
                 "three",
                 "fpt-bench run --suite offline --profile smoke --seeds 0  # every offline task at smoke size",

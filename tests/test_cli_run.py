@@ -169,6 +169,8 @@ def test_a_misspelt_flag_names_the_subcommands_closest_flags(argv: list[str], hi
         main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2 and hint in err and err.count("\n") == 2
+    assert err.endswith(f"(`fpt-bench {argv[0]} --help` lists what it takes)\n" if argv[0] != "--verison"
+                        else "(`fpt-bench --help` lists what it takes)\n")
 
 
 def test_a_misspelt_sweep_setting_names_the_closest_one(tmp_path: Path, capsys) -> None:

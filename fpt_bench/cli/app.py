@@ -21,7 +21,13 @@ class BriefParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # argparse's contract: print and exit with code 2
         self.exit(2, f"{self.prog}: error: {message}{self._near(message)}\n"
-                     f"  (`{self.prog} --help` lists what it takes)\n")
+                     f"  (`{self._command()} --help` lists what it takes)\n")
+
+    def _command(self) -> str:
+        """``fpt-bench run`` when the top parser reports a ``run`` flag it did not know (run's help lists them)."""
+        words = [w for w in getattr(self, "argv", []) if not w.startswith("-")]
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return f"{self.prog} {words[0]}" if words and subs and words[0] in subs[0].choices else self.prog
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         self.argv = list(sys.argv[1:] if args is None else args)  # the subcommand, for _near
