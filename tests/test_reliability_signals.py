@@ -69,6 +69,7 @@ def _start(args: list[str], code: str | None = None, signum: str = "", ignore_hu
     argv = [sys.executable, "-c", code, signum, *args] if code else [sys.executable, "-m", "fpt_bench.cli", *args]
 
     def prepare() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # as from a shell: a job started with & would ignore Ctrl-C
         if ignore_hup:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does
 
