@@ -23,15 +23,22 @@ class BriefParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}{self._near(message)}\n"
                      f"  (`{self._command()} --help` lists what it takes)\n")
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self.argv = list(sys.argv[1:] if args is None else args)  # the subcommand, for error messages
+        return super().parse_args(args, namespace)
+
+    def _subcommand(self) -> tuple[str, argparse.ArgumentParser] | None:
+        """The subcommand the command line names (its first word) and its parser, when the top parser has it."""
+        words = [w for w in getattr(self, "argv", []) if not w.startswith("-")]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and words and words[0] in action.choices:
+                return words[0], action.choices[words[0]]
+        return None
+
     def _command(self) -> str:
         """``fpt-bench run`` when the top parser reports a ``run`` flag it did not know (run's help lists them)."""
-        words = [w for w in getattr(self, "argv", []) if not w.startswith("-")]
-        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
-        return f"{self.prog} {words[0]}" if words and subs and words[0] in subs[0].choices else self.prog
-
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
-        self.argv = list(sys.argv[1:] if args is None else args)  # the subcommand, for _near
-        return super().parse_args(args, namespace)
+        chosen = self._subcommand()
+        return f"{self.prog} {chosen[0]}" if chosen else self.prog
 
     def _near(self, message: str) -> str:
         """For an unrecognized flag: the subcommand's flags closest to it (``run --taks`` -> ``--task``)."""
@@ -39,11 +46,8 @@ class BriefParser(argparse.ArgumentParser):
             return ""
         from fpt_bench.api.errors import did_you_mean
 
-        parsers = [self]
-        words = [w for w in getattr(self, "argv", []) if not w.startswith("-")]
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction) and words and words[0] in action.choices:
-                parsers.append(action.choices[words[0]])
+        chosen = self._subcommand()
+        parsers = [self, chosen[1]] if chosen else [self]
         flags = [f for p in parsers for a in p._actions for f in a.option_strings if f.startswith("--")]
         given = [w.split("=", 1)[0] for w in message.split(": ", 1)[1].split() if w.startswith("--")]
         return did_you_mean(given[0], [f for f in flags if f != "--help"]) if given else ""
