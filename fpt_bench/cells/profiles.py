@@ -44,6 +44,11 @@ def task_options(task: Any, task_args: dict[str, Any], profile: str) -> Any:
     return task.options({**task.spec.profile_options.get(profile, {}), **task_args})
 
 
+def cell_spec(task: Any, cell: Any) -> Any:
+    """The ``TaskSpec`` a cell runs with: its task's spec resolved with the cell's options (profile's, then own)."""
+    return task.resolve_spec(task_options(task, cell.task_args, cell.profile))
+
+
 def check_profile(profile: str) -> None:
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")

@@ -28,7 +28,7 @@ import torch
 
 from fpt_bench.api.errors import UserError
 from fpt_bench.cells.context import RunContext
-from fpt_bench.cells.profiles import task_options
+from fpt_bench.cells.profiles import cell_spec
 from fpt_bench.cells.runner import run_cell
 from fpt_bench.leaderboard.validate import cell_config
 from fpt_bench.results.schema import CellResult
@@ -83,7 +83,7 @@ def check_rerunnable(result: CellResult, host: Any) -> list[str]:
                         "provides it to verify this result") from None
     backbone.options(cell.backbone_args)
     policy.options(cell.policy_args)
-    version = task.resolve_spec(task_options(task, cell.task_args, cell.profile)).version
+    version = cell_spec(task, cell).version
     if version != result.cell.task_version:
         raise UserError(f"task {cell.task!r} is version {version} here, the result was computed with version "
                         f"{result.cell.task_version}: its numbers are not comparable")

@@ -17,7 +17,7 @@ from fpt_bench.api.specs import TaskSpec
 from fpt_bench.cells.claim import CellOutcome, needs_run, tidy
 from fpt_bench.cells.context import RunContext
 from fpt_bench.cells.estimate import SweepClock, cell_cost
-from fpt_bench.cells.profiles import task_options
+from fpt_bench.cells.profiles import cell_spec
 from fpt_bench.infra.progress import clock as clock_text
 from fpt_bench.results.schema import primary_value
 from fpt_bench.results.store import checkpoint_path, result_path
@@ -84,7 +84,7 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
         left = "ETA after the first cell" if eta is None else f"ETA ~{clock_text(eta)}"
         head = f"[{finished}/{total}, {clock_text(time.perf_counter() - started)}, {left}]"
         r = outcome.result
-        label = labels.get(outcome.cell.config_hash(), outcome.cell.label())
+        label = labels[outcome.cell.config_hash()]
         if outcome.error:
             print(f"{head} failed   {label}  {outcome.error}", file=out, flush=True)
             return
@@ -103,5 +103,4 @@ def run_sweep(cells: list[CellConfig], ctx: RunContext, executor: Executor, out:
 
 
 def _spec(ctx: RunContext, cell: CellConfig) -> TaskSpec:
-    task = ctx.host.tasks.get(cell.task)
-    return task.resolve_spec(task_options(task, cell.task_args, cell.profile))  # as the cell will run it
+    return cell_spec(ctx.host.tasks.get(cell.task), cell)
