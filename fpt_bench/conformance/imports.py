@@ -11,6 +11,8 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
+from fpt_bench.host.manager import GROUP
+
 HEAVY = ("torch", "transformers", "timm", "torchvision", "numpy")
 
 # import the module, call its registration hooks with a registry that takes anything, list what got imported
@@ -33,7 +35,7 @@ print(json.dumps([m for m in HEAVY if m in sys.modules]))
 
 def entry_module(plugin: str, distribution: str | None) -> str | None:
     """The module the ``fpt_bench`` entry point ``plugin`` (of ``distribution``) names."""
-    for ep in entry_points(group="fpt_bench"):
+    for ep in entry_points(group=GROUP):
         owner = ep.dist.name if ep.dist is not None else None
         if ep.name == plugin and (distribution is None or owner == distribution):
             return ep.module

@@ -90,11 +90,11 @@ class ViT(TransformerBackbone):
         return ViTModule(vit, checkpoint.architecture["n_positions"], provenance)
 
     def finish(self, module: ViTModule, options: ViTOptions, max_len: int) -> None:  # type: ignore[override]
-        from fpt_bench_plugins.backbones.vit_module import _grow_positions
+        from fpt_bench_plugins.backbones.vit_module import grow_positions
 
         rows = max(options.n_positions, max_len)
         if rows > module.max_positions:  # a checkpoint's table, shorter than this task needs
-            _grow_positions(module, rows)
+            grow_positions(module, rows)
         module._provenance["positions"] = {"rows": module.max_positions, "init": "zeros (new, trainable)"}
 
 

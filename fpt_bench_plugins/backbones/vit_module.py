@@ -71,7 +71,7 @@ def _bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -
     return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
 
 
-def _grow_positions(module: ViTModule, rows: int) -> None:
+def grow_positions(module: ViTModule, rows: int) -> None:
     old = module.position.detach()
     new = torch.zeros(rows, old.shape[1], dtype=old.dtype, device=old.device)
     new[: old.shape[0]] = old
