@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from fpt_bench.api.options import Configurable
 from fpt_bench.api.specs import BackboneSpec
+from fpt_bench.infra.lazy import moved
 
 if TYPE_CHECKING:
     from fpt_bench.api.backbone_module import BackboneModule
@@ -38,10 +39,5 @@ class Backbone(Configurable):
         return None
 
 
-def __getattr__(name: str) -> Any:
-    """``BackboneModule`` lives in ``fpt_bench.api.backbone_module`` (it imports torch); loaded on first use."""
-    if name == "BackboneModule":
-        from fpt_bench.api.backbone_module import BackboneModule
-
-        return BackboneModule
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# BackboneModule imports torch: found here on first use
+__getattr__ = moved(__name__, {"BackboneModule": "fpt_bench.api.backbone_module"})

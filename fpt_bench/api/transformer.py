@@ -21,6 +21,7 @@ from fpt_bench.api.errors import UserError
 from fpt_bench.api.memory import build_within_memory
 from fpt_bench.api.structure import TransformerOptions
 from fpt_bench.api.weights import checkpoint_provenance, open_checkpoint, stats_init_
+from fpt_bench.infra.lazy import moved
 
 if TYPE_CHECKING:
     from fpt_bench.api.backbone_checkpoint import BackboneCheckpoint
@@ -122,10 +123,5 @@ def _sizes(options: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in given.items() if v is not None) or "its default sizes"
 
 
-def __getattr__(name: str) -> Any:
-    """``TransformerModule`` lives in ``fpt_bench.api.transformer_module`` (it imports torch); loaded on first use."""
-    if name == "TransformerModule":
-        from fpt_bench.api.transformer_module import TransformerModule
-
-        return TransformerModule
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# TransformerModule imports torch: found here on first use
+__getattr__ = moved(__name__, {"TransformerModule": "fpt_bench.api.transformer_module"})
